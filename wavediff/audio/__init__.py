@@ -1,0 +1,14 @@
+"""Audio: mel extraction under named conventions, file I/O, resampling, validation."""
+
+from wavediff.audio.io import load_audio, save_audio, validate_waveform
+from wavediff.audio.mel import PRESETS, MelConfig, MelSpectrogram, validate_mel
+
+__all__ = [
+    "PRESETS",
+    "MelConfig",
+    "MelSpectrogram",
+    "validate_mel",
+    "load_audio",
+    "save_audio",
+    "validate_waveform",
+]

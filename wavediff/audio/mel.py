@@ -1,0 +1,485 @@
+"""Mel-spectrogram extraction under named conventions ("presets") and mel validation.
+
+Two conventions are supported, because mels produced by other systems follow one or the other:
+
+* ``hifigan`` (default) -- HiFi-GAN's ``meldataset.py``, which FastSpeech2, Tacotron2, Glow-TTS and
+  Matcha-TTS emit: 22050 Hz, n_fft/win 1024, hop 256, 80 Slaney mels over 0-8000 Hz, magnitude
+  ``sqrt(re^2 + im^2 + 1e-9)``, ``center=False`` after ``(n_fft - hop) / 2`` reflect padding on each
+  side (``N // hop`` frames), then ``ln(clamp(x, 1e-5))``.
+* ``diffwave`` -- lmnt-com/diffwave ``preprocess.py`` (torchaudio ``MelSpectrogram`` with
+  ``normalized=True``, power 1, HTK mels without norm over 20-11025 Hz, ``center=True`` reflect):
+  the STFT magnitude divided by ``sqrt(sum(window^2))``, then ``20 log10(clamp(x, 1e-5)) - 20``
+  mapped to ``clamp((x + 100) / 100, 0, 1)``. ``1 + N // hop`` frames.
+
+Everything is computed with ``torch.stft``; torchaudio is not a dependency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Mapping
+
+import librosa
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["PRESETS", "MelConfig", "MelSpectrogram", "validate_mel"]
+
+PRESETS: tuple[str, ...] = ("hifigan", "diffwave")
+
+_MEL_SCALES = ("slaney", "htk")
+_MEL_NORMS = ("slaney", None)
+_COMPRESSIONS = ("ln", "diffwave")
+
+# lmnt-com/diffwave dB mapping: 20*log10(x) - REF_DB, then clamp((x + RANGE_DB) / RANGE_DB, 0, 1).
+_DIFFWAVE_REF_DB = 20.0
+_DIFFWAVE_RANGE_DB = 100.0
+
+# Fraction of a convention's value span by which a mel may exceed it before validate_mel rejects it
+# (acoustic models predict unclamped values that overshoot a little).
+_DEFAULT_RANGE_TOLERANCE = 0.05
+
+_INT_FIELDS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels")
+_FLOAT_FIELDS = ("fmin", "fmax", "mag_eps", "clamp_min")
+_BOOL_FIELDS = ("center", "stft_normalized")
+
+
+# --------------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Every parameter that defines a mel convention; stored in checkpoints as ``to_dict()``."""
+
+    preset: str
+    sample_rate: int
+    n_fft: int
+    win_length: int
+    hop_length: int
+    n_mels: int
+    fmin: float
+    fmax: float
+    mel_scale: str  # 'slaney' | 'htk'
+    mel_norm: str | None  # 'slaney' | None
+    center: bool  # True: torch.stft(center=True, reflect); False: (n_fft - hop) / 2 reflect pad
+    stft_normalized: bool  # divide the STFT by sqrt(sum(window^2)) (torchaudio normalized=True)
+    mag_eps: float  # magnitude = sqrt(re^2 + im^2 + mag_eps)
+    compression: str  # 'ln' | 'diffwave'
+    clamp_min: float = 1e-5
+
+    # ---- validation ---------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        if not isinstance(self.preset, str) or not self.preset:
+            raise ValueError(f"MelConfig.preset must be a non-empty string, got {self.preset!r}.")
+        for key in _INT_FIELDS:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"MelConfig.{key} must be a positive integer, got {value!r}.")
+            object.__setattr__(self, key, int(value))
+        for key in _FLOAT_FIELDS:
+            value = getattr(self, key)
+            is_number = isinstance(value, (int, float, np.floating, np.integer))
+            if isinstance(value, bool) or not is_number:
+                raise ValueError(f"MelConfig.{key} must be a number, got {value!r}.")
+            object.__setattr__(self, key, float(value))
+        for key in _BOOL_FIELDS:
+            if not isinstance(getattr(self, key), (bool, np.bool_)):
+                raise ValueError(f"MelConfig.{key} must be a bool, got {getattr(self, key)!r}.")
+            object.__setattr__(self, key, bool(getattr(self, key)))
+        if self.mel_scale not in _MEL_SCALES:
+            raise ValueError(
+                f"MelConfig.mel_scale must be one of {_MEL_SCALES}, got {self.mel_scale!r}."
+            )
+        if self.mel_norm not in _MEL_NORMS:
+            raise ValueError(
+                f"MelConfig.mel_norm must be one of {_MEL_NORMS}, got {self.mel_norm!r}."
+            )
+        if self.compression not in _COMPRESSIONS:
+            raise ValueError(
+                f"MelConfig.compression must be one of {_COMPRESSIONS}, got {self.compression!r}."
+            )
+        if self.win_length > self.n_fft:
+            raise ValueError(
+                f"MelConfig.win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})."
+            )
+        if self.hop_length > self.n_fft:
+            raise ValueError(
+                f"MelConfig.hop_length ({self.hop_length}) must not exceed n_fft ({self.n_fft})."
+            )
+        if not 0.0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(
+                f"MelConfig needs 0 <= fmin < fmax <= sample_rate / 2, got fmin={self.fmin}, "
+                f"fmax={self.fmax}, sample_rate={self.sample_rate}."
+            )
+        if self.mag_eps < 0.0:
+            raise ValueError(f"MelConfig.mag_eps must be >= 0, got {self.mag_eps}.")
+        if self.clamp_min <= 0.0:
+            raise ValueError(f"MelConfig.clamp_min must be > 0, got {self.clamp_min}.")
+
+    # ---- presets ------------------------------------------------------------------------------
+    @classmethod
+    def hifigan(cls) -> "MelConfig":
+        """HiFi-GAN ``meldataset.py`` convention (default; what most TTS acoustic models emit)."""
+        return cls(
+            preset="hifigan",
+            sample_rate=22050,
+            n_fft=1024,
+            win_length=1024,
+            hop_length=256,
+            n_mels=80,
+            fmin=0.0,
+            fmax=8000.0,
+            mel_scale="slaney",
+            mel_norm="slaney",
+            center=False,
+            stft_normalized=False,
+            mag_eps=1e-9,
+            compression="ln",
+            clamp_min=1e-5,
+        )
+
+    @classmethod
+    def diffwave(cls) -> "MelConfig":
+        """lmnt-com/diffwave ``preprocess.py`` convention (torchaudio MelSpectrogram)."""
+        return cls(
+            preset="diffwave",
+            sample_rate=22050,
+            n_fft=1024,
+            win_length=1024,
+            hop_length=256,
+            n_mels=80,
+            fmin=20.0,
+            fmax=11025.0,
+            mel_scale="htk",
+            mel_norm=None,
+            center=True,
+            stft_normalized=True,
+            mag_eps=0.0,
+            compression="diffwave",
+            clamp_min=1e-5,
+        )
+
+    @classmethod
+    def from_preset(cls, name: str) -> "MelConfig":
+        """Config of a named preset; an unknown name raises ValueError listing the presets."""
+        if name == "hifigan":
+            return cls.hifigan()
+        if name == "diffwave":
+            return cls.diffwave()
+        raise ValueError(f"Unknown mel preset {name!r}; available presets: {', '.join(PRESETS)}.")
+
+    # ---- (de)serialisation --------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MelConfig":
+        """Inverse of ``to_dict``; unknown or missing keys raise ValueError naming them."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"MelConfig.from_dict expects a mapping, got {type(d).__name__}.")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"Unknown MelConfig keys: {', '.join(map(str, unknown))}.")
+        required = [
+            name
+            for name, f in fields.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in d]
+        if missing:
+            raise ValueError(f"MelConfig dict is missing keys: {', '.join(missing)}.")
+        return cls(**dict(d))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+    # ---- derived quantities -------------------------------------------------------------------
+    @property
+    def description(self) -> str:
+        """Short human description of the value convention, used in error messages."""
+        lo, hi = self.value_range
+        if self.compression == "ln":
+            return f"natural-log magnitude, range [{lo:.1f}, ~{hi:.1f}]"
+        return "20*log10 magnitude - 20 dB, mapped to [0, 1]"
+
+    @cached_property
+    def value_range(self) -> tuple[float, float]:
+        """(min, max) a valid mel can take for audio within [-1, 1].
+
+        For ``ln`` the max is the bound ``ln(sum(window) * max_row_sum(mel_basis))`` (a full-scale
+        signal cannot exceed it); for ``diffwave`` the range is exactly [0, 1].
+        """
+        if self.compression == "diffwave":
+            return (0.0, 1.0)
+        window = _hann_window_np(self.win_length)
+        peak_magnitude = float(window.sum())
+        if self.stft_normalized:
+            peak_magnitude /= math.sqrt(float((window**2).sum()))
+        peak_mel = peak_magnitude * float(mel_basis_np(self).sum(axis=1).max())
+        return (math.log(self.clamp_min), math.log(max(peak_mel, self.clamp_min)))
+
+    @property
+    def pad_each_side(self) -> int:
+        """Reflect padding added to each side of the waveform before framing."""
+        if self.center:
+            return self.n_fft // 2
+        return (self.n_fft - self.hop_length) // 2
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest waveform the STFT accepts (reflect padding needs pad < length)."""
+        pad = self.pad_each_side
+        return max(pad + 1, self.n_fft - 2 * pad, 1)
+
+    def frames_for(self, num_samples: int) -> int:
+        """Number of mel frames produced for ``num_samples`` audio samples."""
+        if num_samples < self.min_samples:
+            raise ValueError(
+                f"{num_samples} samples is too short for the '{self.preset}' mel convention; "
+                f"need at least {self.min_samples}."
+            )
+        padded = num_samples + 2 * self.pad_each_side
+        return 1 + (padded - self.n_fft) // self.hop_length
+
+
+# --------------------------------------------------------------------------------------------------
+# Filter bank and window
+# --------------------------------------------------------------------------------------------------
+
+
+def _hann_window_np(win_length: int) -> np.ndarray:
+    """Periodic Hann window (torch.hann_window / scipy 'hann' with fftbins=True), float64."""
+    n = np.arange(win_length, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / win_length)
+
+
+def mel_basis_np(config: MelConfig) -> np.ndarray:
+    """Mel filter bank [n_mels, n_fft // 2 + 1] from ``librosa.filters.mel`` (float32)."""
+    return librosa.filters.mel(
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        n_mels=config.n_mels,
+        fmin=config.fmin,
+        fmax=config.fmax,
+        htk=config.mel_scale == "htk",
+        norm=config.mel_norm,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Module
+# --------------------------------------------------------------------------------------------------
+
+
+class MelSpectrogram(torch.nn.Module):
+    """Waveform -> mel spectrogram under a ``MelConfig`` convention (torch.stft, differentiable)."""
+
+    mel_basis: torch.Tensor
+    window: torch.Tensor
+
+    def __init__(self, config: MelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else MelConfig.hifigan()
+        basis = torch.from_numpy(mel_basis_np(self.config)).float()
+        self.register_buffer("mel_basis", basis, persistent=False)  # [n_mels, n_fft // 2 + 1]
+        window = torch.hann_window(self.config.win_length, periodic=True)
+        self.register_buffer("window", window, persistent=False)  # [win_length]
+
+    def extra_repr(self) -> str:
+        return f"preset={self.config.preset!r}, n_mels={self.config.n_mels}"
+
+    # ---- input checks -------------------------------------------------------------------------
+    def _check_input(self, wav: torch.Tensor) -> None:
+        if not isinstance(wav, torch.Tensor):
+            raise ValueError(f"waveform must be a torch.Tensor, got {type(wav).__name__}.")
+        if wav.dim() not in (1, 2):
+            raise ValueError(
+                f"waveform must have shape [T] or [B, T], got {wav.dim()} dims {tuple(wav.shape)}."
+            )
+        if not wav.is_floating_point():
+            raise ValueError(f"waveform must be a floating-point tensor, got dtype {wav.dtype}.")
+        if wav.numel() == 0:
+            raise ValueError(f"waveform is empty (shape {tuple(wav.shape)}).")
+        if wav.shape[-1] < self.config.min_samples:
+            raise ValueError(
+                f"waveform has {wav.shape[-1]} samples, fewer than the {self.config.min_samples} "
+                f"the '{self.config.preset}' mel convention needs."
+            )
+        if not bool(torch.isfinite(wav).all()):
+            raise ValueError("waveform contains NaN or Inf values.")
+
+    # ---- stages -------------------------------------------------------------------------------
+    def _prepare(self, wav: torch.Tensor) -> tuple[torch.Tensor, bool, torch.dtype]:
+        """Validate; return (x [B, T] in float32/float64, was_1d, output dtype)."""
+        self._check_input(wav)
+        compute_dtype = torch.float64 if wav.dtype == torch.float64 else torch.float32
+        x = wav.to(compute_dtype)
+        squeeze = x.dim() == 1
+        return (x.unsqueeze(0) if squeeze else x), squeeze, wav.dtype
+
+    def magnitude(self, wav: torch.Tensor) -> torch.Tensor:
+        """STFT magnitude. wav [T] or [B, T] -> [F, frames] or [B, F, frames]; F = n_fft//2 + 1."""
+        x, squeeze, out_dtype = self._prepare(wav)
+        spec = self._stft_magnitude(x).to(out_dtype)  # [B, F, frames]
+        return spec.squeeze(0) if squeeze else spec
+
+    def _stft_magnitude(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T] (float32/64) -> magnitude [B, F, frames] in the same dtype."""
+        cfg = self.config
+        if x.dtype == self.window.dtype:
+            window = self.window.to(x.device)  # [win_length]
+        else:  # e.g. float64 input: an exact window, not an upcast float32 one
+            window = torch.hann_window(
+                cfg.win_length, periodic=True, dtype=x.dtype, device=x.device
+            )
+        if not cfg.center:
+            pad = cfg.pad_each_side
+            x = F.pad(x.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)  # [B, T + 2 pad]
+        spec = torch.stft(
+            x,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            win_length=cfg.win_length,
+            window=window,
+            center=cfg.center,
+            pad_mode="reflect",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )  # [B, F, frames] complex
+        if cfg.stft_normalized:
+            spec = spec / window.pow(2).sum().sqrt()
+        if cfg.mag_eps > 0.0:
+            ri = torch.view_as_real(spec)  # [B, F, frames, 2]
+            return torch.sqrt(ri.pow(2).sum(-1) + cfg.mag_eps)
+        return spec.abs()
+
+    def compress(self, mel: torch.Tensor) -> torch.Tensor:
+        """Linear mel energies -> the convention's compressed values (same shape)."""
+        cfg = self.config
+        mel = torch.clamp(mel, min=cfg.clamp_min)
+        if cfg.compression == "ln":
+            return torch.log(mel)
+        db = 20.0 * torch.log10(mel) - _DIFFWAVE_REF_DB
+        return torch.clamp((db + _DIFFWAVE_RANGE_DB) / _DIFFWAVE_RANGE_DB, 0.0, 1.0)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [T] or [B, T] float -> mel [n_mels, frames] or [B, n_mels, frames], input dtype.
+
+        frames = ``config.frames_for(T)``: ``T // hop`` for hifigan, ``1 + T // hop`` for diffwave.
+        """
+        x, squeeze, out_dtype = self._prepare(wav)  # x [B, T]
+        spec = self._stft_magnitude(x)  # [B, F, frames]
+        basis = self.mel_basis.to(device=x.device, dtype=x.dtype)  # [n_mels, F]
+        mel = self.compress(torch.matmul(basis, spec))  # [B, n_mels, frames]
+        mel = mel.to(out_dtype)
+        return mel.squeeze(0) if squeeze else mel
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation of mels coming from elsewhere
+# --------------------------------------------------------------------------------------------------
+
+
+def _other_convention(config: MelConfig) -> MelConfig:
+    """The preset whose value compression differs from ``config``'s."""
+    for name in PRESETS:
+        candidate = MelConfig.from_preset(name)
+        if candidate.compression != config.compression:
+            return candidate
+    raise AssertionError("every compression has a preset")  # pragma: no cover
+
+
+def _within(vmin: float, vmax: float, config: MelConfig, tolerance: float) -> bool:
+    lo, hi = config.value_range
+    slack = tolerance * (hi - lo)
+    return vmin >= lo - slack and vmax <= hi + slack
+
+
+def _looks_like(mel: torch.Tensor, vmin: float, vmax: float, config: MelConfig) -> bool:
+    """Heuristic: do these values plausibly follow ``config``'s compression?"""
+    if config.compression == "diffwave":
+        return vmin >= 0.0 and vmax <= 1.0
+    # ln mel of real audio: mostly negative, reaching down towards ln(clamp_min).
+    in_range = _within(vmin, vmax, config, _DEFAULT_RANGE_TOLERANCE)
+    return in_range and vmin < 0.0 and float(mel.median()) < 0.0
+
+
+def validate_mel(
+    mel: torch.Tensor | np.ndarray,
+    config: MelConfig,
+    name: str = "mel",
+    *,
+    sample_rate: int | None = None,
+    tolerance: float = _DEFAULT_RANGE_TOLERANCE,
+) -> torch.Tensor:
+    """Check a mel from any source against ``config`` and return it as [B, n_mels, T] float32.
+
+    Accepts [n_mels, T], [B, n_mels, T], or [T, n_mels] (transposed when unambiguous). Values may
+    exceed ``config.value_range`` by ``tolerance`` times its span. ``sample_rate``, when given, must
+    equal the config's. Every problem raises ValueError with one sentence naming the convention.
+    """
+    cfg = config
+    # ---- type ----
+    if isinstance(mel, np.ndarray):
+        if not (np.issubdtype(mel.dtype, np.floating) or np.issubdtype(mel.dtype, np.integer)):
+            raise ValueError(f"{name} must hold real numbers, got numpy dtype {mel.dtype}.")
+        mel = torch.from_numpy(np.ascontiguousarray(mel))
+    if not isinstance(mel, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor or numpy array, got {type(mel).__name__}.")
+    if mel.is_complex() or mel.dtype == torch.bool:
+        raise ValueError(f"{name} must hold real numbers, got dtype {mel.dtype}.")
+    if sample_rate is not None and int(sample_rate) != cfg.sample_rate:
+        raise ValueError(
+            f"{name} was computed at {sample_rate} Hz, but the '{cfg.preset}' mel convention of "
+            f"this model uses {cfg.sample_rate} Hz."
+        )
+    # ---- shape ----
+    if mel.dim() == 2:
+        if mel.shape[1] == cfg.n_mels and mel.shape[0] != cfg.n_mels:
+            mel = mel.transpose(0, 1)  # [T, n_mels] -> [n_mels, T]
+        mel = mel.unsqueeze(0)  # [1, n_mels, T]
+    elif mel.dim() != 3:
+        raise ValueError(
+            f"{name} must have shape [n_mels, T] or [B, n_mels, T], got {mel.dim()} dims "
+            f"{tuple(mel.shape)}."
+        )
+    if mel.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(mel.shape)}).")
+    if mel.shape[1] != cfg.n_mels:
+        hint = ""
+        if mel.shape[2] == cfg.n_mels:
+            hint = " (it looks like [B, T, n_mels]; transpose the last two dims)"
+        raise ValueError(
+            f"{name} has {mel.shape[1]} mel bins but the '{cfg.preset}' convention expects "
+            f"{cfg.n_mels}{hint}."
+        )
+    mel = mel.to(torch.float32).contiguous()
+    # ---- values ----
+    if not bool(torch.isfinite(mel).all()):
+        raise ValueError(f"{name} contains NaN or Inf values.")
+    vmin, vmax = float(mel.min()), float(mel.max())
+    other = _other_convention(cfg)
+    looks_other = _looks_like(mel, vmin, vmax, other)
+    mismatch = (
+        f"{name} values lie in [{vmin:.3g}, {vmax:.3g}], which looks like the '{other.preset}' "
+        f"convention ({other.description}), but this model expects '{cfg.preset}' "
+        f"({cfg.description})."
+    )
+    if not _within(vmin, vmax, cfg, tolerance):
+        if looks_other:
+            raise ValueError(mismatch)
+        lo, hi = cfg.value_range
+        raise ValueError(
+            f"{name} values lie in [{vmin:.3g}, {vmax:.3g}], outside the range "
+            f"[{lo:.3g}, {hi:.3g}] of the '{cfg.preset}' convention ({cfg.description})."
+        )
+    # An ln-mel of real audio is mostly negative; values all within [0, 1] are a diffwave-style mel.
+    if cfg.compression == "ln" and other.compression == "diffwave" and looks_other:
+        raise ValueError(mismatch)
+    return mel
