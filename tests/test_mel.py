@@ -336,3 +336,13 @@ def test_validate_mel_names_both_conventions(real_mels: dict[str, torch.Tensor])
     assert "looks like the 'hifigan' convention (natural-log magnitude" in msg
     assert "but this model expects 'diffwave'" in msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize("preset", ["hifigan", "diffwave"])
+def test_decompress_inverts_compression_above_the_floor(preset):
+    from wavediff.audio import decompress_mel
+
+    cfg = MelConfig.from_preset(preset)
+    lin = torch.rand(80, 50, dtype=torch.float64) * 2 + 1e-3  # above clamp floor, below diffwave's 0 dB cap
+    mel = MelSpectrogram(cfg).compress(lin)
+    torch.testing.assert_close(decompress_mel(mel, cfg), lin)

@@ -368,6 +368,10 @@ class MelSpectrogram(torch.nn.Module):
         db = 20.0 * torch.log10(mel) - _DIFFWAVE_REF_DB
         return torch.clamp((db + _DIFFWAVE_RANGE_DB) / _DIFFWAVE_RANGE_DB, 0.0, 1.0)
 
+    def decompress(self, mel: torch.Tensor) -> torch.Tensor:
+        """Compressed mel -> linear mel magnitudes (inverse of :meth:`compress` above the floor)."""
+        return decompress_mel(mel, self.config)
+
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [T] or [B, T] float -> mel [n_mels, frames] or [B, n_mels, frames], input dtype.
 
@@ -379,6 +383,14 @@ class MelSpectrogram(torch.nn.Module):
         mel = self.compress(torch.matmul(basis, spec))  # [B, n_mels, frames]
         mel = mel.to(out_dtype)
         return mel.squeeze(0) if squeeze else mel
+
+
+def decompress_mel(mel: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """Compressed mel values of ``config``'s convention -> linear mel magnitudes (same shape)."""
+    if config.compression == "ln":
+        return torch.exp(mel)
+    db = mel * _DIFFWAVE_RANGE_DB - _DIFFWAVE_RANGE_DB + _DIFFWAVE_REF_DB
+    return torch.pow(10.0, db / 20.0)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,387 @@
+"""Dilated-convolution denoiser shared by the vocoder and the mel diffusion stage.
+
+The residual stack follows lmnt-com/diffwave's ``model.py`` block for block (the
+parameter names match, so converting its checkpoints is a key rename), with these
+additions:
+
+* ``in_channels``: a "sample" can be one audio sample (1) or a mel frame (80).
+* ``fold``: a waveform ``[B, 1, L]`` is processed as ``[B, fold, L / fold]``;
+  the residual stack then runs at ``1 / fold`` of the sample rate.
+* ``upsample_factor``: any hop (odd ones too), or 1 for frame-rate conditioning.
+* ``cond_channels=None``: unconditional model.
+* ``learned_variance``: a second output head ``v`` for Improved-DDPM variances.
+* the skip connections are summed in place, so memory is linear in the length
+  and independent of the number of layers (lmnt stacks all skip outputs).
+
+This module imports only torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "DenoiserConfig",
+    "DiffusionEmbedding",
+    "ConditionUpsampler",
+    "ResidualBlock",
+    "Denoiser",
+    "upsample_strides",
+]
+
+MAX_STAGE_STRIDE = 16
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass
+class DenoiserConfig:
+    """Sizes of a :class:`Denoiser`; stored as the ``"model"`` section of ``config.json``."""
+
+    in_channels: int = 1
+    fold: int = 1
+    residual_layers: int = 30
+    residual_channels: int = 64
+    dilation_cycle: int = 10
+    cond_channels: int | None = 80
+    upsample_factor: int = 256
+    max_steps: int = 50
+    learned_variance: bool = False
+    embedding_dim: int = 128
+    embedding_hidden: int = 512
+
+    def __post_init__(self) -> None:
+        for name in (
+            "in_channels",
+            "fold",
+            "residual_layers",
+            "residual_channels",
+            "dilation_cycle",
+            "upsample_factor",
+            "max_steps",
+            "embedding_dim",
+            "embedding_hidden",
+        ):
+            _check_positive_int(name, getattr(self, name))
+        if self.cond_channels is not None:
+            _check_positive_int("cond_channels", self.cond_channels)
+        if not isinstance(self.learned_variance, bool):
+            raise ValueError(f"learned_variance must be a bool, got {self.learned_variance!r}.")
+        if self.fold > 1 and self.in_channels != 1:
+            raise ValueError(
+                f"fold={self.fold} needs in_channels == 1 (a waveform), got in_channels={self.in_channels}."
+            )
+        if self.cond_channels is not None and self.upsample_factor % self.fold != 0:
+            raise ValueError(
+                f"fold={self.fold} must divide upsample_factor={self.upsample_factor}."
+            )
+        if self.embedding_dim % 2 != 0 or self.embedding_dim < 4:
+            raise ValueError(f"embedding_dim must be an even number >= 4, got {self.embedding_dim}.")
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the returned tensor: ``in_channels`` (ε), doubled with learned variance."""
+        return self.in_channels * (2 if self.learned_variance else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DenoiserConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"A denoiser config must be a dict, got {type(data).__name__}.")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown denoiser config keys {unknown}; known keys are {sorted(known)}.")
+        return cls(**data)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+def _conv1d(*args: Any, **kwargs: Any) -> nn.Conv1d:
+    """``nn.Conv1d`` with Kaiming-normal weights, as in lmnt-com/diffwave."""
+    layer = nn.Conv1d(*args, **kwargs)
+    nn.init.kaiming_normal_(layer.weight)
+    return layer
+
+
+class DiffusionEmbedding(nn.Module):
+    """Step index -> ``[B, embedding_hidden]`` feature (lmnt's sin/cos table + 2-layer MLP).
+
+    Integer steps index the table; float steps interpolate linearly between the two
+    neighbouring rows, which is what makes fractional (continuous-time) steps work.
+    """
+
+    def __init__(self, max_steps: int, embedding_dim: int = 128, hidden: int = 512) -> None:
+        super().__init__()
+        self.max_steps = max_steps
+        self.register_buffer("embedding", self._build_embedding(max_steps, embedding_dim), persistent=False)
+        self.projection1 = nn.Linear(embedding_dim, hidden)
+        self.projection2 = nn.Linear(hidden, hidden)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "DiffusionEmbedding":
+        """Module casts (``.half()``, ``.to(torch.bfloat16)``) keep the sin/cos table in float32."""
+        super()._apply(fn, recurse)
+        if self.embedding.dtype in (torch.float16, torch.bfloat16):
+            table = self._build_embedding(self.max_steps, self.embedding.shape[1])
+            self.embedding = table.to(self.embedding.device)
+        return self
+
+    @staticmethod
+    def _build_embedding(max_steps: int, embedding_dim: int) -> torch.Tensor:
+        half = embedding_dim // 2
+        steps = torch.arange(max_steps).unsqueeze(1)  # [T, 1]
+        dims = torch.arange(half).unsqueeze(0)  # [1, half]
+        table = steps * 10.0 ** (dims * 4.0 / (half - 1))  # [T, half]
+        return torch.cat([torch.sin(table), torch.cos(table)], dim=1)  # [T, embedding_dim]
+
+    def table_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """t [B] int or float -> interpolated table rows [B, embedding_dim] (float32)."""
+        table = self.embedding.float()
+        if not torch.is_floating_point(t):
+            return table[t.long()]
+        t = t.float()
+        low = torch.floor(t).long()
+        high = torch.ceil(t).long()
+        frac = (t - low).unsqueeze(-1)  # [B, 1]
+        return table[low] + (table[high] - table[low]) * frac
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """t [B] -> [B, hidden]."""
+        x = self.table_rows(t).to(self.projection1.weight.dtype)  # [B, E]
+        x = F.silu(self.projection1(x))  # [B, H]
+        return F.silu(self.projection2(x))  # [B, H]
+
+
+def upsample_strides(factor: int) -> tuple[int, ...]:
+    """Split an upsampling factor into the fewest transposed-conv strides <= 16.
+
+    Among the splits with the fewest stages the most balanced one (smallest largest
+    stride) is chosen, largest stride first: 256 -> (16, 16) like lmnt, 300 -> (10, 6, 5),
+    275 -> (11, 5, 5), 1 -> (). A prime factor above 16 becomes a stage of its own.
+    """
+    _check_positive_int("upsample factor", factor)
+    big: list[int] = []  # prime factors > 16: each needs a stage of its own
+    rest = 1  # product of the prime factors <= 16
+    remaining, p = factor, 2
+    while remaining > 1:
+        if p * p > remaining:
+            p = remaining  # what is left is prime
+        while remaining % p == 0:
+            remaining //= p
+            if p > MAX_STAGE_STRIDE:
+                big.append(p)
+            else:
+                rest *= p
+        p += 1
+
+    best: tuple[int, ...] | None = None
+    n_stages = 0
+    while best is None:
+        n_stages += 1
+        best = _balanced_split(rest, n_stages)
+    strides = sorted([s for s in best if s > 1] + big, reverse=True)
+    return tuple(strides)
+
+
+def _balanced_split(n: int, k: int) -> tuple[int, ...] | None:
+    """The split of n into k factors <= 16 with the smallest maximum, or None."""
+    if k == 1:
+        return (n,) if n <= MAX_STAGE_STRIDE else None
+    best: tuple[int, ...] | None = None
+    for d in range(min(n, MAX_STAGE_STRIDE), 0, -1):
+        if n % d:
+            continue
+        tail = _balanced_split(n // d, k - 1)
+        if tail is None:
+            continue
+        cand = (d,) + tail
+        if best is None or max(cand) < max(best):
+            best = cand
+    return best
+
+
+class ConditionUpsampler(nn.Module):
+    """cond [B, C, frames] -> [B, C, frames * factor] with 2-D transposed convs.
+
+    Each stage is lmnt's ``ConvTranspose2d(1, 1, [3, 2s], stride [1, s], padding [1, s // 2])``
+    followed by ``leaky_relu(0.4)``; its output is cropped to ``frames * s`` so odd strides
+    work too. A factor of 1 is the identity (frame-rate conditioning).
+    """
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+        self.strides = upsample_strides(factor)
+        self.stages = nn.ModuleList(
+            nn.ConvTranspose2d(1, 1, [3, 2 * s], stride=[1, s], padding=[1, s // 2]) for s in self.strides
+        )
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        """cond [B, C, N] -> [B, C, N * factor]."""
+        x = cond.unsqueeze(1)  # [B, 1, C, N]
+        for stride, stage in zip(self.strides, self.stages):
+            target = x.shape[-1] * stride
+            x = stage(x)[..., :target]  # [B, 1, C, N * s]
+            x = F.leaky_relu(x, 0.4)
+        return x.squeeze(1)
+
+
+class ResidualBlock(nn.Module):
+    """One gated, dilated residual layer (lmnt's maths and parameter names)."""
+
+    def __init__(self, cond_channels: int | None, residual_channels: int, dilation: int, embedding_hidden: int = 512) -> None:
+        super().__init__()
+        c = residual_channels
+        self.dilated_conv = _conv1d(c, 2 * c, 3, padding=dilation, dilation=dilation)
+        self.diffusion_projection = nn.Linear(embedding_hidden, c)
+        self.conditioner_projection = _conv1d(cond_channels, 2 * c, 1) if cond_channels is not None else None
+        self.output_projection = _conv1d(c, 2 * c, 1)
+
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor | None, step: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, L], cond [B, Cc, L] or None, step [B, H] -> (residual out [B, C, L], skip [B, C, L])."""
+        # In-place ops below only touch fresh tensors whose values autograd does not keep;
+        # together with `del` they keep few [B, C, L] buffers alive at once.
+        y = x + self.diffusion_projection(step).unsqueeze(-1)  # [B, C, L]
+        y = self.dilated_conv(y)  # [B, 2C, L]
+        if self.conditioner_projection is not None:
+            y.add_(self.conditioner_projection(cond))
+        gate, filt = torch.chunk(y, 2, dim=1)
+        del y
+        y = torch.sigmoid(gate) * torch.tanh(filt)  # [B, C, L]
+        del gate, filt
+        y = self.output_projection(y)  # [B, 2C, L]
+        residual, skip = torch.chunk(y, 2, dim=1)
+        out = x + residual
+        return out.div_(math.sqrt(2.0)), skip
+
+
+# --------------------------------------------------------------------------- model
+
+
+class Denoiser(nn.Module):
+    """ε-prediction network: ``forward(x, t, cond) -> ε`` (and ``v`` with learned variance)."""
+
+    def __init__(self, config: DenoiserConfig) -> None:
+        super().__init__()
+        if not isinstance(config, DenoiserConfig):
+            raise ValueError(f"Denoiser needs a DenoiserConfig, got {type(config).__name__}.")
+        self.config = config
+        cfg = config
+        inner = cfg.in_channels * cfg.fold  # channels seen by the residual stack
+        c = cfg.residual_channels
+        self.input_projection = _conv1d(inner, c, 1)
+        self.diffusion_embedding = DiffusionEmbedding(cfg.max_steps, cfg.embedding_dim, cfg.embedding_hidden)
+        if cfg.cond_channels is not None:
+            self.cond_upsampler = ConditionUpsampler(cfg.upsample_factor // cfg.fold)
+        else:
+            self.cond_upsampler = None
+        self.residual_layers = nn.ModuleList(
+            ResidualBlock(cfg.cond_channels, c, 2 ** (i % cfg.dilation_cycle), cfg.embedding_hidden)
+            for i in range(cfg.residual_layers)
+        )
+        self.skip_projection = _conv1d(c, c, 1)
+        self.output_projection = _conv1d(c, inner * (2 if cfg.learned_variance else 1), 1)
+        nn.init.zeros_(self.output_projection.weight)
+        nn.init.zeros_(self.output_projection.bias)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # ---- input checks ---------------------------------------------------------------
+
+    def _check_inputs(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None
+    ) -> torch.Tensor:
+        cfg = self.config
+        if x.dim() != 3:
+            raise ValueError(f"x must be [batch, {cfg.in_channels}, length], got shape {tuple(x.shape)}.")
+        batch, channels, length = x.shape
+        if channels != cfg.in_channels:
+            raise ValueError(f"x has {channels} channels but the model expects in_channels={cfg.in_channels}.")
+        if cfg.cond_channels is None:
+            if cond is not None:
+                raise ValueError("This denoiser is unconditional but a cond tensor was given.")
+        else:
+            if cond is None:
+                raise ValueError(f"This denoiser needs cond [batch, {cfg.cond_channels}, frames], got None.")
+            if cond.dim() != 3 or cond.shape[1] != cfg.cond_channels:
+                raise ValueError(
+                    f"cond must be [batch, {cfg.cond_channels}, frames], got shape {tuple(cond.shape)}."
+                )
+            if cond.shape[0] != batch:
+                raise ValueError(f"cond batch {cond.shape[0]} does not match x batch {batch}.")
+            if cond.shape[2] * cfg.upsample_factor != length:
+                raise ValueError(
+                    f"cond has {cond.shape[2]} frames, i.e. {cond.shape[2] * cfg.upsample_factor} samples "
+                    f"at upsample_factor={cfg.upsample_factor}, but x has length {length}."
+                )
+        if length % cfg.fold != 0:
+            raise ValueError(f"Length {length} is not a multiple of fold={cfg.fold}.")
+        t = torch.as_tensor(t, device=x.device)
+        if t.dim() == 0 or (t.dim() == 1 and t.shape[0] == 1 and batch != 1):
+            t = t.reshape(1).expand(batch)
+        if t.dim() != 1 or t.shape[0] != batch:
+            raise ValueError(f"t must be [batch={batch}] (or a scalar), got shape {tuple(t.shape)}.")
+        if t.dtype == torch.bool or t.is_complex():
+            raise ValueError(f"t must be an int or float tensor, got {t.dtype}.")
+        if not torch.compiler.is_compiling():
+            lo, hi = float(t.min()), float(t.max())
+            if not (lo >= 0 and hi <= cfg.max_steps - 1):  # also rejects NaN
+                raise ValueError(
+                    f"Diffusion steps must lie in [0, {cfg.max_steps - 1}], got values in [{lo}, {hi}]."
+                )
+        return t
+
+    # ---- forward ------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, in_channels, L], t [B] (int or fractional float), cond [B, cond_channels, L / upsample_factor]
+        -> ε [B, in_channels, L], or [ε; v] [B, 2 * in_channels, L] with ``learned_variance``."""
+        t = self._check_inputs(x, t, cond)
+        cfg = self.config
+        batch, _, length = x.shape
+        fold = cfg.fold
+
+        if fold > 1:  # sample n * fold + k -> channel k, time n
+            x = x.reshape(batch, length // fold, fold).transpose(1, 2)  # [B, F, L / F]
+        h = F.relu(self.input_projection(x))  # [B, C, L']
+
+        step = self.diffusion_embedding(t)  # [B, H]
+        if self.cond_upsampler is not None:
+            cond = self.cond_upsampler(cond)  # [B, Cc, L']
+
+        skip_sum: torch.Tensor | None = None
+        for layer in self.residual_layers:
+            h, skip = layer(h, cond, step)
+            if skip_sum is None:
+                skip_sum = skip.clone()  # own buffer, so the layer output it came from can be freed
+            else:
+                skip_sum.add_(skip)  # in place: memory independent of the number of layers
+            del skip  # a view that would keep the whole [B, 2C, L] layer output alive
+        del h
+        h = skip_sum / math.sqrt(len(self.residual_layers))  # [B, C, L']
+        h = F.relu(self.skip_projection(h))
+        out = self.output_projection(h)  # [B, inner * m, L']
+
+        if fold > 1:
+            heads = out.shape[1] // fold
+            out = out.reshape(batch, heads, fold, length // fold).transpose(2, 3)  # [B, m, L/F, F]
+            out = out.reshape(batch, heads, length)  # [B, m, L]
+        return out
