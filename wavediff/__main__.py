@@ -1,0 +1,3 @@
+from wavediff.cli import main
+
+raise SystemExit(main())
