@@ -38,6 +38,7 @@ __all__ = [
     "load_config",
     "load_state_dict",
     "load_model",
+    "update_config",
 ]
 
 CONFIG_NAME = "config.json"
@@ -234,3 +235,27 @@ def load_model(directory: str | os.PathLike[str], device: str | torch.device = "
 
 
 register_model("denoiser", Denoiser, DenoiserConfig)
+
+
+def update_config(directory: str | os.PathLike[str], section: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``values`` into one section of a checkpoint's ``config.json`` (atomic rewrite); returns the config.
+
+    Used to store results found after training (e.g. a searched inference schedule) without
+    touching the weights."""
+    config = load_config(directory)
+    merged = dict(config.get(section) or {})
+    merged.update(values)
+    config[section] = merged
+    path = Path(directory) / CONFIG_NAME
+    fd, tmp = tempfile.mkstemp(prefix=f".{CONFIG_NAME}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return config

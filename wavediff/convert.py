@@ -25,6 +25,7 @@ import torch
 from wavediff.nn.denoiser import Denoiser, DenoiserConfig, DiffusionEmbedding, upsample_strides
 
 __all__ = [
+    "convert_lmnt_checkpoint",
     "LMNT_DEFAULT_NOISE_SCHEDULE",
     "LMNT_DEFAULT_INFERENCE_NOISE_SCHEDULE",
     "convert_lmnt_state_dict",
@@ -239,3 +240,34 @@ def load_lmnt_checkpoint(
         float(b) for b in (inference if inference is not None else LMNT_DEFAULT_INFERENCE_NOISE_SCHEDULE)
     ]
     return config, converted, noise_schedule, inference_schedule
+
+
+def convert_lmnt_checkpoint(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    """An lmnt-com/diffwave ``weights.pt`` → a wavediff vocoder checkpoint directory.
+
+    The result uses the ``diffwave`` mel preset (lmnt's features), lmnt's training βs as a custom
+    schedule, its inference βs as the fast schedule, no prior, and lmnt's per-step clamp to [−1, 1];
+    so ``Vocoder.from_pretrained(out_dir)`` reproduces lmnt's ``predict``."""
+    from wavediff.audio import MelConfig
+    from wavediff.diffusion import DiffusionConfig, ScheduleConfig
+    from wavediff.pipelines.vocoder import InferenceConfig, PriorConfig, Vocoder, VocoderConfig
+
+    config, state_dict, noise_schedule, inference_schedule = load_lmnt_checkpoint(path)
+    if config.cond_channels is None:
+        raise ValueError("unconditional lmnt checkpoints are not supported")
+    mel = MelConfig.diffwave()
+    if config.cond_channels != mel.n_mels or config.upsample_factor != mel.hop_length:
+        raise ValueError(
+            f"this lmnt model has {config.cond_channels} mels and hop {config.upsample_factor}; "
+            f"the diffwave preset has {mel.n_mels} and {mel.hop_length}"
+        )
+    vcfg = VocoderConfig(
+        model=config,
+        diffusion=DiffusionConfig(schedule=ScheduleConfig(kind="custom", betas=list(noise_schedule)), loss="l1"),
+        mel=mel,
+        prior=PriorConfig(kind="none"),
+        inference=InferenceConfig(sampler="fast", betas=list(inference_schedule), clip=1.0),
+    )
+    vocoder = Vocoder(vcfg)
+    vocoder.net.load_state_dict(state_dict, strict=True)
+    return vocoder.save_pretrained(out_dir)

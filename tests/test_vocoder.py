@@ -1,0 +1,193 @@
+"""The Vocoder pipeline: lmnt parity, batching, chunking, priors, the schedule search."""
+import numpy as np
+import pytest
+import torch
+from diffwave.model import DiffWave
+from diffwave.params import AttrDict, params as lmnt_base_params
+
+from wavediff.audio import MelConfig
+from wavediff.convert import convert_lmnt_checkpoint
+from wavediff.diffusion import DIFFWAVE_FAST_BETAS
+from wavediff.nn import DenoiserConfig
+from wavediff.pipelines import PriorConfig, Vocoder, VocoderConfig
+from wavediff.pipelines.schedule_search import search_schedule
+from wavediff.pipelines.vocoder import default_fast_betas
+
+
+def _lmnt_predict_fast(model, spectrogram, params):
+    """lmnt-com/diffwave 0.1.7 inference.predict(fast_sampling=True), transcribed (its module imports torchaudio)."""
+    training_noise_schedule = np.array(params.noise_schedule)
+    inference_noise_schedule = np.array(params.inference_noise_schedule)
+    talpha_cum = np.cumprod(1 - training_noise_schedule)
+    beta = inference_noise_schedule
+    alpha = 1 - beta
+    alpha_cum = np.cumprod(alpha)
+    T = []
+    for s in range(len(inference_noise_schedule)):
+        for t in range(len(training_noise_schedule) - 1):
+            if talpha_cum[t + 1] <= alpha_cum[s] <= talpha_cum[t]:
+                twiddle = (talpha_cum[t] ** 0.5 - alpha_cum[s] ** 0.5) / (talpha_cum[t] ** 0.5 - talpha_cum[t + 1] ** 0.5)
+                T.append(t + twiddle)
+                break
+    T = np.array(T, dtype=np.float32)
+    with torch.no_grad():
+        audio = torch.randn(spectrogram.shape[0], params.hop_samples * spectrogram.shape[-1])
+        for n in range(len(alpha) - 1, -1, -1):
+            c1 = 1 / alpha[n] ** 0.5
+            c2 = beta[n] / (1 - alpha_cum[n]) ** 0.5
+            audio = c1 * (audio - c2 * model(audio, spectrogram, torch.tensor([T[n]])).squeeze(1))
+            if n > 0:
+                noise = torch.randn_like(audio)
+                sigma = ((1.0 - alpha_cum[n - 1]) / (1.0 - alpha_cum[n]) * beta[n]) ** 0.5
+                audio += sigma * noise
+            audio = torch.clamp(audio, -1.0, 1.0)
+    return audio
+
+
+@pytest.fixture(scope="module")
+def lmnt_model_and_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    params = AttrDict(lmnt_base_params)
+    model = DiffWave(params).eval()
+    with torch.no_grad():  # lmnt zero-initialises the output layer; make the network non-trivial
+        torch.nn.init.normal_(model.output_projection.weight, std=0.05)
+    path = tmp_path_factory.mktemp("lmnt") / "weights.pt"
+    torch.save({"step": 7, "model": model.state_dict(), "params": dict(params)}, path)
+    out = convert_lmnt_checkpoint(path, tmp_path_factory.mktemp("converted") / "vocoder")
+    return model, params, out
+
+
+def test_converted_lmnt_checkpoint_reproduces_lmnt_fast_sampling(lmnt_model_and_checkpoint):
+    model, params, out = lmnt_model_and_checkpoint
+    vocoder = Vocoder.from_pretrained(out, device="cpu")
+    assert vocoder.config.mel.preset == "diffwave"
+    assert vocoder.config.inference.betas == list(params.inference_noise_schedule)
+    mel = torch.rand(2, 80, 12)  # a diffwave-convention mel lies in [0, 1]
+    # identical ε on the same input
+    x, t = torch.randn(2, 12 * 256), torch.tensor([3, 17])
+    with torch.no_grad():
+        ref_eps = model(x, mel, t)
+        our_eps = vocoder.net(x.unsqueeze(1), t, mel)
+    assert (ref_eps - our_eps).abs().max().item() < 1e-5
+    # identical 6-step fast sampling from the same global RNG state
+    torch.manual_seed(123)
+    ref = _lmnt_predict_fast(model, mel, params)
+    torch.manual_seed(123)
+    ours = vocoder(mel)
+    assert ours.shape == ref.shape == (2, 12 * 256)
+    assert (ours - ref).abs().max().item() < 1e-5
+
+
+def _tiny(prior="none", preset="hifigan", **model):
+    mel = MelConfig.from_preset(preset)
+    cfg = VocoderConfig(
+        model=DenoiserConfig(residual_layers=4, residual_channels=8, dilation_cycle=2, **model),
+        mel=mel,
+        prior=PriorConfig(kind=prior, gain=3.0),
+    )
+    torch.manual_seed(0)
+    v = Vocoder(cfg).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(v.net.output_projection.weight, std=0.2)
+    return v
+
+
+def _speechy(batch=2, seconds=0.5, sr=22050):
+    t = torch.arange(int(seconds * sr)) / sr
+    f0 = torch.linspace(110, 180, batch).view(-1, 1)
+    env = torch.sin(torch.pi * t / seconds) ** 2
+    return 0.3 * env * sum(torch.sin(2 * torch.pi * k * f0 * t) / k for k in range(1, 6))
+
+
+def test_vocode_shapes_lengths_and_lists():
+    v = _tiny()
+    mel = v.mel(_speechy())[..., :40]
+    assert v(mel, seed=0).shape == (2, 40 * 256)
+    assert v(mel[0], seed=0).shape == (40 * 256,)
+    out = v(mel, lengths=[25, 40], seed=0)
+    assert out.shape == (2, 40 * 256) and out[0, 25 * 256 :].abs().max() == 0 and out[0, : 25 * 256].abs().max() > 0
+    as_list = v([mel[0, :, :25], mel[1]], seed=0)
+    assert [w.shape[0] for w in as_list] == [25 * 256, 40 * 256]
+    torch.testing.assert_close(v(mel, seed=5), v(mel, seed=5))
+    assert not torch.equal(v(mel, seed=5), v(mel, seed=6))
+    for sampler, steps in [("ddpm", None), ("ddim", 4), ("dpmpp_2m", 4), ("heun", 3), ("fast", 8)]:
+        w = v(mel, sampler=sampler, steps=steps, seed=0)
+        assert w.shape == (2, 40 * 256) and torch.isfinite(w).all(), sampler
+
+
+def test_chunked_vocoding_equals_whole_and_bounds_memory():
+    v = _tiny(prior="energy")
+    mel = v.mel(_speechy(batch=1, seconds=1.0))  # 86 frames
+    whole = v(mel, seed=1, chunk_frames=10_000)
+    chunked = v(mel, seed=1, chunk_frames=10)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+    seen = []
+    hook = v.net.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[-1]))
+    v(mel, seed=1, chunk_frames=10)
+    hook.remove()
+    assert max(seen) <= (10 + 2 * v._context_frames()) * 256
+
+
+def test_ten_minute_mel_vocodes_in_bounded_chunks():
+    v = _tiny()
+    frames = 10 * 60 * 22050 // 256  # ten minutes
+    mel = torch.full((1, 80, frames), -6.0)
+    seen = []
+    hook = v.net.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[-1]))
+    wav = v(mel, steps=1, chunk_frames=4096, seed=0)
+    hook.remove()
+    assert wav.shape == (1, frames * 256) and torch.isfinite(wav).all()
+    assert max(seen) <= (4096 + 2 * v._context_frames()) * 256
+
+
+def test_mel_convention_is_checked():
+    v = _tiny()
+    with pytest.raises(ValueError, match="diffwave"):
+        v(torch.rand(1, 80, 20))  # values in [0, 1]: the other convention
+    with pytest.raises(ValueError, match="80"):
+        v(torch.full((1, 64, 20), -5.0))
+    with pytest.raises(ValueError, match="NaN"):
+        v(torch.full((1, 80, 20), float("nan")))
+
+
+def test_priorgrad_prior_follows_frame_energy():
+    v = _tiny(prior="energy")
+    loud, quiet = -1.0, -11.0
+    mel = torch.cat([torch.full((1, 80, 4), loud), torch.full((1, 80, 4), quiet)], dim=2)
+    std = v.prior_std(mel)
+    assert std.shape == (1, 1, 8 * 256)
+    assert std[0, 0, 0].item() == pytest.approx(min(3.0 * np.exp(loud), 1.0), rel=1e-5)
+    assert std[0, 0, -1].item() == pytest.approx(0.1)  # floor (min_std)
+    loss, logs = v.training_loss({"audio": _speechy()[:, : 40 * 256], "mel": v.mel(_speechy())[..., :40]})
+    assert loss.ndim == 0 and loss.item() > 0
+
+
+def test_unconditional_vocoder_samples_without_mel():
+    v = _tiny(cond_channels=None)
+    wav = v(num_samples=1000, seed=0)
+    assert wav.shape == (1000,)
+    with pytest.raises(ValueError, match="unconditional"):
+        v(torch.zeros(1, 80, 4))
+
+
+def test_fold_model_vocodes():
+    v = _tiny(fold=4)
+    mel = v.mel(_speechy())[..., :20]
+    assert v(mel, seed=0).shape == (2, 20 * 256)
+
+
+def test_default_fast_betas():
+    assert default_fast_betas(6) == list(DIFFWAVE_FAST_BETAS)
+    b = default_fast_betas(4)
+    assert len(b) == 4 and b[0] == pytest.approx(1e-4) and b[-1] == pytest.approx(0.5)
+
+
+def test_schedule_search_improves_or_keeps_its_start():
+    v = _tiny()
+    clips = list(_speechy(batch=2, seconds=0.4))
+    res = search_schedule(v, clips, steps=3, rounds=1, seed=0)
+    assert len(res.betas) == 3 and res.evaluations > 5
+    assert res.score <= res.initial_score
+    assert all(b2 >= b1 for b1, b2 in zip(res.betas, res.betas[1:]))
+    prod = float(np.prod(1 - np.array(res.betas)))
+    assert prod >= v.diffusion.schedule.alpha_bars[-1].item()

@@ -1,0 +1,1 @@
+"""Objective evaluation: spectral distances, plots (and, with the eval extra, more metrics)."""

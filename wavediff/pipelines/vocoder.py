@@ -1,0 +1,319 @@
+"""The neural vocoder: mel spectrogram → waveform by diffusion, and its training loss.
+
+A :class:`Vocoder` owns a :class:`~wavediff.nn.Denoiser` over waveform samples, the
+:class:`~wavediff.diffusion.Diffusion` that trains and samples it, its mel convention, an optional
+PriorGrad prior and its default inference settings; all of it is stored in ``config.json``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from wavediff.audio import MelConfig, MelSpectrogram, decompress_mel, validate_mel, validate_waveform
+from wavediff.checkpoint import load_config, load_state_dict, register_model, save_pretrained
+from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, sample
+from wavediff.nn import Denoiser, DenoiserConfig
+
+__all__ = ["PriorConfig", "InferenceConfig", "VocoderConfig", "Vocoder", "VocoderLoss", "default_fast_betas"]
+
+MODEL_TYPE = "vocoder"
+
+
+@dataclass
+class PriorConfig:
+    """PriorGrad's data-dependent prior N(0, diag(s²)) with s from the mel's frame energy.
+
+    ``s_f = clamp(gain · e_f, min_std, max_std)``, e_f = √(mean over bins of the linear mel²), held
+    for the frame's ``hop`` samples. ``gain`` is fitted on training data (RMS of a frame's audio ≈
+    gain · e_f), so the standardised waveform y = x / s has roughly unit variance everywhere."""
+
+    kind: str = "none"  # "none" | "energy"
+    gain: float = 1.0
+    min_std: float = 0.1
+    max_std: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in ("none", "energy"):
+            raise ValueError(f"unknown prior {self.kind!r}; expected 'none' or 'energy'")
+        if not (0 < self.min_std <= self.max_std) or self.gain <= 0:
+            raise ValueError("prior needs gain > 0 and 0 < min_std <= max_std")
+
+
+@dataclass
+class InferenceConfig:
+    """Default sampling settings (``wavediff tune-schedule`` stores a searched ``betas`` here)."""
+
+    sampler: str = "fast"
+    betas: list[float] = field(default_factory=lambda: list(DIFFWAVE_FAST_BETAS))
+    steps: int | None = None  # for samplers other than "fast" (None: len(betas))
+    clip: float | None = 1.0
+    chunk_frames: int = 1024  # long inputs are vocoded in chunks of this many frames
+
+
+@dataclass
+class VocoderConfig:
+    model: DenoiserConfig = field(default_factory=DenoiserConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    mel: MelConfig = field(default_factory=MelConfig.hifigan)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    def __post_init__(self):
+        m, mel = self.model, self.mel
+        if m.in_channels != 1:
+            raise ValueError("a vocoder's denoiser works on waveforms: in_channels must be 1")
+        if m.cond_channels is not None:
+            if m.cond_channels != mel.n_mels:
+                raise ValueError(f"cond_channels={m.cond_channels} but the mel has {mel.n_mels} bins")
+            if m.upsample_factor != mel.hop_length:
+                raise ValueError(f"upsample_factor={m.upsample_factor} must equal the mel hop {mel.hop_length}")
+        elif self.prior.kind != "none":
+            raise ValueError("an unconditional vocoder has no mel to build a PriorGrad prior from")
+        if m.max_steps != self.diffusion.schedule.num_steps:
+            raise ValueError(
+                f"the step embedding has {m.max_steps} rows but the schedule has {self.diffusion.schedule.num_steps} steps"
+            )
+        if m.learned_variance != (self.diffusion.variance == "learned"):
+            raise ValueError("model.learned_variance must match diffusion.variance == 'learned'")
+
+    @property
+    def unconditional(self) -> bool:
+        return self.model.cond_channels is None
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model.to_dict(),
+            "diffusion": self.diffusion.to_dict(),
+            "mel": self.mel.to_dict(),
+            "prior": asdict(self.prior),
+            "inference": asdict(self.inference),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VocoderConfig":
+        return cls(
+            model=DenoiserConfig.from_dict(d.get("model", {})),
+            diffusion=DiffusionConfig.from_dict(d.get("diffusion", {})),
+            mel=MelConfig.from_dict(d["mel"]) if "mel" in d else MelConfig.hifigan(),
+            prior=PriorConfig(**d.get("prior", {})),
+            inference=InferenceConfig(**d.get("inference", {})),
+        )
+
+
+def default_fast_betas(steps: int) -> list[float]:
+    """DiffWave's 6-step schedule for 6 steps; otherwise a geometric schedule from 1e-4 to 0.5."""
+    if steps == len(DIFFWAVE_FAST_BETAS):
+        return list(DIFFWAVE_FAST_BETAS)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if steps == 1:
+        return [0.5]
+    r = (0.5 / 1e-4) ** (1 / (steps - 1))
+    return [1e-4 * r**i for i in range(steps)]
+
+
+class Vocoder(nn.Module):
+    """mel → waveform. ``vocoder(mel)`` samples; ``vocoder.mel(wav)`` computes the matching mel."""
+
+    def __init__(self, config: VocoderConfig | None = None):
+        super().__init__()
+        self.config = config or VocoderConfig()
+        self.net = Denoiser(self.config.model)
+        self.diffusion = Diffusion(self.config.diffusion)
+        self.mel_fn = MelSpectrogram(self.config.mel)
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> "Vocoder":
+        """Build from ``config.json`` and load ``model.safetensors`` (EMA weights)."""
+        cfg = load_config(directory)
+        if cfg.get("model_type") != MODEL_TYPE:
+            raise ValueError(f"{directory} holds a {cfg.get('model_type')!r} checkpoint, not a vocoder")
+        vocoder = cls(VocoderConfig.from_dict(cfg))
+        try:
+            vocoder.net.load_state_dict(load_state_dict(directory), strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"weights in {directory} do not match its config.json: {str(e).splitlines()[0]}") from None
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return vocoder.to(device).eval()
+
+    def save_pretrained(self, directory: str | os.PathLike, state_dict: dict | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (``state_dict``: e.g. EMA weights of ``net``)."""
+        sections = self.config.to_dict()
+        return save_pretrained(directory, self.net, sections, MODEL_TYPE, state_dict=state_dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.mel.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.mel.hop_length
+
+    # ---------------------------------------------------------------- features / prior
+    @torch.no_grad()
+    def mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """waveform [T] or [B, T] at ``sample_rate`` → mel [n_mels, F] / [B, n_mels, F] (this model's convention)."""
+        wav = validate_waveform(waveform).to(self.device)
+        return self.mel_fn(wav)
+
+    def prior_std(self, mel: torch.Tensor) -> torch.Tensor | None:
+        """PriorGrad std per sample, [B, 1, F·hop], from a mel [B, n_mels, F] (None without a prior)."""
+        p = self.config.prior
+        if p.kind == "none":
+            return None
+        energy = decompress_mel(mel.float(), self.config.mel).pow(2).mean(1, keepdim=True).sqrt()  # [B, 1, F]
+        std = (p.gain * energy).clamp(p.min_std, p.max_std)
+        return std.repeat_interleave(self.hop_length, dim=2)
+
+    def _prior(self, mel: torch.Tensor | None) -> AffinePrior | None:
+        std = self.prior_std(mel) if mel is not None else None
+        return AffinePrior(std=std) if std is not None else None
+
+    # -------------------------------------------------------------------- training
+    def training_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """ε-loss for a batch ``{"audio": [B, L], "mel": [B, n_mels, L/hop]}`` (see the data module)."""
+        audio = batch["audio"].unsqueeze(1)  # [B, 1, L]
+        mel = None if self.config.unconditional else batch["mel"]
+        prior = self._prior(mel)
+        return self.diffusion.training_loss(lambda x, t: self.net(x, t, mel), audio, prior=prior)
+
+
+    # -------------------------------------------------------------------- sampling
+    def _context_frames(self) -> int:
+        """Frames of context each side that cover the denoiser's receptive field (+ upsampler)."""
+        m = self.config.model
+        # each kernel-3 dilated conv sees `dilation` (folded) samples on each side
+        layers_rf = sum(2 ** (i % m.dilation_cycle) for i in range(m.residual_layers)) * m.fold
+        return math.ceil(layers_rf / self.hop_length) + 2
+
+    def _chunked_net(self, mel: torch.Tensor, chunk_frames: int) -> Callable:
+        """net(x, t) evaluated chunk by chunk with receptive-field context: bounded memory, same result."""
+        hop, frames = self.hop_length, mel.shape[-1]
+        ctx = self._context_frames()
+        if frames <= chunk_frames + 2 * ctx:
+            return lambda x, t: self.net(x, t, mel)
+
+        def net(x, t):
+            outs = []
+            for start in range(0, frames, chunk_frames):
+                stop = min(start + chunk_frames, frames)
+                lo, hi = max(start - ctx, 0), min(stop + ctx, frames)
+                out = self.net(x[..., lo * hop : hi * hop], t, mel[..., lo:hi])
+                outs.append(out[..., (start - lo) * hop : (stop - lo) * hop])
+            return torch.cat(outs, dim=-1)
+
+        return net
+
+    def forward(self, mel=None, **options):
+        """``vocoder(mel, steps=…, sampler=…)``: see :meth:`vocode`."""
+        return self.vocode(mel, **options)
+
+    @torch.no_grad()
+    def vocode(
+        self,
+        mel: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        *,
+        steps: int | None = None,
+        sampler: str | None = None,
+        lengths: Sequence[int] | torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        num_samples: int | None = None,
+        chunk_frames: int | None = None,
+        callback: Callable | None = None,
+        **sampler_options,
+    ):
+        """Waveform(s) from mel(s).
+
+        ``mel``: [n_mels, F] → [F·hop]; [B, n_mels, F] → [B, F·hop] (with ``lengths`` in frames the
+        samples past each length are zero); a list of [n_mels, F_i] → a list of [F_i·hop].
+        ``steps``/``sampler`` override the checkpoint's defaults (``fast`` with its tuned βs);
+        other keyword options go to the sampler (e.g. ``eta`` for DDIM). An unconditional model
+        takes ``mel=None`` and ``num_samples`` (length in samples)."""
+        inf = self.config.inference
+        sampler = sampler or inf.sampler
+        if generator is None and seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        if self.config.unconditional:
+            if mel is not None:
+                raise ValueError("this vocoder is unconditional: call it with num_samples=…, not a mel")
+            if not num_samples or num_samples < 1:
+                raise ValueError("an unconditional model needs num_samples >= 1")
+            length = num_samples - num_samples % self.config.model.fold
+            x = torch.randn((1, 1, length), generator=generator, device=self.device)
+            return self._sample(sampler, steps, lambda x, t: self.net(x, t, None), x, None, generator, callback, sampler_options)[0, 0]
+        if mel is None:
+            raise ValueError("vocode needs a mel spectrogram")
+
+        as_list = isinstance(mel, (list, tuple))
+        if as_list:
+            mels = [validate_mel(m, self.config.mel) for m in mel]
+            if any(m.shape[0] != 1 for m in mels):
+                raise ValueError("a list of mels must hold single [n_mels, frames] spectrograms")
+            frame_counts = [m.shape[-1] for m in mels]
+            floor = self.config.mel.value_range[0]
+            batch = torch.full((len(mels), self.config.mel.n_mels, max(frame_counts)), floor)
+            for i, m in enumerate(mels):
+                batch[i, :, : m.shape[-1]] = m[0]
+            lengths = frame_counts
+        else:
+            squeeze = torch.as_tensor(mel).dim() == 2
+            batch = validate_mel(mel, self.config.mel)
+        batch = batch.to(self.device)
+        b, _, frames = batch.shape
+        x = torch.randn((b, 1, frames * self.hop_length), generator=generator, device=self.device)
+        net = self._chunked_net(batch, chunk_frames or inf.chunk_frames)
+        prior = self._prior(batch)
+        wav = self._sample(sampler, steps, net, x, prior, generator, callback, sampler_options)[:, 0]  # [B, L]
+        if lengths is not None:
+            lengths = [int(n) for n in torch.as_tensor(lengths).tolist()]
+            if len(lengths) != b or any(n < 1 or n > frames for n in lengths):
+                raise ValueError(f"lengths must hold {b} frame counts in [1, {frames}]")
+            for i, n in enumerate(lengths):
+                wav[i, n * self.hop_length :] = 0
+            if as_list:
+                return [wav[i, : n * self.hop_length] for i, n in enumerate(lengths)]
+        return wav[0] if (not as_list and squeeze) else wav
+
+    def _sample(self, sampler, steps, net, x, prior, generator, callback, options):
+        inf = self.config.inference
+        diffusion = self.diffusion
+        model = diffusion.model_fn(net, prior)
+        opts = dict(options)
+        if sampler == "fast":
+            if "betas" not in opts:
+                opts["betas"] = inf.betas if steps is None or steps == len(inf.betas) else default_fast_betas(steps)
+        elif sampler != "ddpm":
+            opts.setdefault("steps", steps or inf.steps or len(inf.betas))
+        elif sampler == "ddpm":
+            opts.setdefault("variance", diffusion.config.variance)
+        # clipping acts on the standardised variable under a prior, so only without one
+        if prior is None and inf.clip is not None:
+            opts.setdefault("clip", inf.clip)
+        y = sample(sampler, model, x, diffusion.schedule, generator=generator, callback=callback, **opts)
+        return prior.from_standard(y) if prior is not None else y
+
+
+class VocoderLoss(nn.Module):
+    """Training wrapper: ``forward(batch) -> (loss, logs)`` so that DDP and EMA see one module."""
+
+    def __init__(self, vocoder: Vocoder):
+        super().__init__()
+        self.vocoder = vocoder
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        return self.vocoder.training_loss(batch)
+
+
+register_model(MODEL_TYPE, Denoiser, DenoiserConfig)

@@ -1,0 +1,205 @@
+"""``wavediff train vocoder``: corpus → datasets → :class:`Vocoder` → the one :class:`Trainer`.
+
+A run directory holds ``run.json`` (the fully resolved configuration, written once and reused on
+``--resume`` so a resumed run is the same run), ``state/`` (training state), ``logs/``
+(TensorBoard), ``features/`` (the feature cache) and ``model/`` (an inference checkpoint with the
+EMA weights, refreshed at every checkpoint: ``wavediff vocode --checkpoint EXP`` loads it).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from wavediff.audio import MelConfig
+from wavediff.data import VocoderDataset, collate_vocoder, scan_corpus, split_corpus
+from wavediff.diffusion import DiffusionConfig
+from wavediff.nn import DenoiserConfig
+from wavediff.pipelines.vocoder import InferenceConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss
+
+from .trainer import TrainConfig, Trainer
+
+__all__ = ["load_recipe_config", "resolve_vocoder_config", "fit_prior_gain", "train_vocoder", "RUN_FILE"]
+
+RUN_FILE = "run.json"
+_SECTIONS = ("model", "diffusion", "mel", "prior", "inference", "data", "train")
+
+
+def load_recipe_config(name_or_path: str | os.PathLike | None) -> dict[str, Any]:
+    """A training config: a packaged name (``base``, ``tiny`` …) or a YAML file path."""
+    name_or_path = name_or_path or "base"
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        text = path.read_text()
+    else:
+        packaged = resources.files("wavediff.configs") / "vocoder" / f"{name_or_path}.yaml"
+        if not packaged.is_file():
+            names = sorted(p.name[:-5] for p in (resources.files("wavediff.configs") / "vocoder").iterdir() if p.name.endswith(".yaml"))
+            raise ValueError(f"unknown vocoder config {str(name_or_path)!r}; packaged configs: {', '.join(names)}")
+        text = packaged.read_text()
+    try:
+        cfg = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"config {name_or_path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config {name_or_path} must be a mapping of sections")
+    unknown = set(cfg) - set(_SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown config sections {sorted(unknown)}; expected {', '.join(_SECTIONS)}")
+    return cfg
+
+
+def resolve_vocoder_config(cfg: dict[str, Any]) -> VocoderConfig:
+    """Recipe sections → a consistent :class:`VocoderConfig` (conditioning sizes follow the mel)."""
+    mel_section = dict(cfg.get("mel") or {})
+    preset = mel_section.pop("preset", "hifigan")
+    mel = MelConfig.from_preset(preset)
+    if mel_section:
+        mel = MelConfig.from_dict({**mel.to_dict(), **mel_section})
+    diffusion = DiffusionConfig.from_dict(dict(cfg.get("diffusion") or {}))
+    model_section = dict(cfg.get("model") or {})
+    unconditional = bool(model_section.pop("unconditional", False))
+    model = DenoiserConfig.from_dict(
+        {
+            **model_section,
+            "in_channels": 1,
+            "cond_channels": None if unconditional else mel.n_mels,
+            "upsample_factor": mel.hop_length,
+            "max_steps": diffusion.schedule.num_steps,
+            "learned_variance": diffusion.variance == "learned",
+        }
+    )
+    prior = PriorConfig(**(cfg.get("prior") or {}))
+    if unconditional and prior.kind != "none":
+        prior = PriorConfig(kind="none")
+    inference = InferenceConfig(**(cfg.get("inference") or {}))
+    return VocoderConfig(model=model, diffusion=diffusion, mel=mel, prior=prior, inference=inference)
+
+
+@torch.no_grad()
+def fit_prior_gain(dataset: VocoderDataset, mel_config: MelConfig, max_items: int = 64) -> float:
+    """Least-squares gain g with frame RMS ≈ g · e_f (e_f the mel frame energy), over voiced frames."""
+    from wavediff.audio import decompress_mel
+
+    hop = mel_config.hop_length
+    rms, energy = [], []
+    for i in range(min(len(dataset), max_items)):
+        audio, mel = dataset.load_features(i)
+        frames = min(mel.shape[-1], len(audio) // hop)
+        a = torch.from_numpy(np.asarray(audio[: frames * hop], dtype=np.float32)).view(frames, hop)
+        e = decompress_mel(torch.from_numpy(np.asarray(mel[:, :frames], dtype=np.float32)), mel_config)
+        rms.append(a.pow(2).mean(1).sqrt())
+        energy.append(e.pow(2).mean(0).sqrt())
+    r, e = torch.cat(rms), torch.cat(energy)
+    keep = r > 0.01  # frames with sound; silence would pull the fit towards the floor
+    if keep.sum() < 10:
+        keep = torch.ones_like(r, dtype=torch.bool)
+    gain = (r[keep] * e[keep]).sum() / e[keep].pow(2).sum().clamp(min=1e-12)
+    return float(gain)
+
+
+def _datasets(data_dir, vcfg: VocoderConfig, data_cfg: dict, cache_dir: Path, seed: int):
+    utterances = scan_corpus(data_dir)
+    n_val = int(data_cfg.get("val_utterances", 8))
+    if len(utterances) < n_val + 1:
+        raise ValueError(f"{data_dir} has {len(utterances)} usable utterances; need more than {n_val} (the validation set)")
+    split = split_corpus(utterances, val=n_val, test=0, seed=seed)
+    crop = int(data_cfg.get("crop_frames", 62))
+    val_frames = max(16, int(float(data_cfg.get("val_seconds", 2.0)) * vcfg.mel.sample_rate / vcfg.mel.hop_length))
+    train = VocoderDataset(split.train, vcfg.mel, crop_frames=crop, cache_dir=cache_dir, seed=seed)
+    val = VocoderDataset(split.val, vcfg.mel, crop_frames=val_frames, cache_dir=cache_dir, seed=seed) if split.val else None
+    return train, val
+
+
+def train_vocoder(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: str | os.PathLike | None = "base",
+    max_steps: int | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    overrides: dict[str, dict] | None = None,
+) -> dict:
+    """Train (or resume) a vocoder on a corpus folder; returns the trainer's final stats."""
+    out = Path(out_dir)
+    run_file = out / RUN_FILE
+    if resume and run_file.is_file():
+        cfg = json.loads(run_file.read_text())
+    else:
+        if run_file.is_file() and not resume:
+            raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+        cfg = copy.deepcopy(load_recipe_config(config))
+    for section, values in (overrides or {}).items():
+        cfg.setdefault(section, {}).update(values)
+    train_section = dict(cfg.get("train") or {})
+    if max_steps is not None:
+        train_section["max_steps"] = int(max_steps)
+    if device is not None:
+        train_section["device"] = device
+    tcfg = TrainConfig.from_dict(train_section)
+    vcfg = resolve_vocoder_config(cfg)
+    train_ds, val_ds = _datasets(data_dir, vcfg, cfg.get("data") or {}, out / "features", tcfg.seed)
+
+    if vcfg.prior.kind == "energy" and not (cfg.get("prior") or {}).get("gain"):
+        gain = fit_prior_gain(train_ds, vcfg.mel)
+        cfg.setdefault("prior", {})["gain"] = gain
+        vcfg.prior.gain = gain
+    if not run_file.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = run_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({**cfg, "train": {**(cfg.get("train") or {})}}, indent=2) + "\n")
+        os.replace(tmp, run_file)
+
+    torch.manual_seed(tcfg.seed)
+    vocoder = Vocoder(vcfg)
+    module = VocoderLoss(vocoder)
+    trainer = Trainer(
+        module,
+        lambda model, batch: model(batch),
+        train_ds,
+        out,
+        tcfg,
+        val_dataset=val_ds,
+        collate_fn=collate_vocoder,
+        on_validate=_log_validation_sample(val_ds),
+        export_fn=lambda ema, directory: ema.vocoder.save_pretrained(directory),
+    )
+    return trainer.fit(resume=resume)
+
+
+def _log_validation_sample(val_ds):
+    """on_validate hook: vocode one held-out clip with the EMA model; log audio, mel plot, distance."""
+    if val_ds is None or len(val_ds) == 0:
+        return None
+
+    def on_validate(ema_module, writer, step):
+        from wavediff.eval.spectral import mrstft_distance
+
+        vocoder = ema_module.vocoder
+        item = val_ds[0]
+        device = vocoder.device
+        mel = item["mel"].unsqueeze(0).to(device)
+        wav = vocoder.vocode(mel, seed=0)[0].float().cpu()
+        ref = item["audio"].float()
+        writer.add_scalar("val/mrstft", mrstft_distance(ref, wav).item(), step)
+        writer.add_audio("val/generated", wav.clamp(-1, 1).unsqueeze(0), step, sample_rate=vocoder.sample_rate)
+        if step == 0 or not getattr(on_validate, "_logged_ref", False):
+            writer.add_audio("val/reference", ref.unsqueeze(0), step, sample_rate=vocoder.sample_rate)
+            on_validate._logged_ref = True
+        try:
+            from wavediff.eval.plots import mel_figure
+
+            writer.add_figure("val/mel", mel_figure([item["mel"], vocoder.mel(wav)], ["reference", "generated"]), step)
+        except ImportError:  # matplotlib is optional (the dev/train extras bring it)
+            pass
+
+    return on_validate
