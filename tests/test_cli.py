@@ -1,0 +1,200 @@
+"""The `wavediff` command line: the README's commands, end to end on a generated corpus (CPU)."""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from wavediff.cli import main
+from wavediff.data import make_test_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _run(*args, cwd=None, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "wavediff", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_test_corpus(tmp_path_factory.mktemp("corpus"), num_utts=12, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus):
+    exp = tmp_path_factory.mktemp("runs") / "exp"
+    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "60", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    return exp, r
+
+
+def _scalars(logdir: Path, tag: str) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def test_train_vocoder_loss_falls_and_checkpoint_reloads(trained):
+    exp, r = trained
+    assert "trained to step 60" in r.stdout
+    assert (exp / "model" / "config.json").is_file() and (exp / "model" / "model.safetensors").is_file()
+    assert (exp / "run.json").is_file() and any((exp / "state").glob("step-*.pt"))
+    losses = _scalars(exp / "logs", "train/loss")
+    assert len(losses) >= 6
+    assert np.mean(losses[-3:]) < np.mean(losses[:2])
+    from wavediff.pipelines import Vocoder
+
+    v = Vocoder.from_pretrained(exp / "model", device="cpu")
+    assert v.config.model.residual_layers == 4 and v.config.prior.kind == "energy" and v.config.prior.gain > 0
+    wav = v(torch.full((1, 80, 20), -6.0), seed=0)
+    assert wav.shape == (1, 20 * 256) and torch.isfinite(wav).all()
+
+
+def test_resume_continues_at_the_saved_step(tmp_path, corpus):
+    exp = tmp_path / "exp"
+    assert _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "10").returncode == 0
+    again = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "10")
+    assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--resume", "--max-steps", "20")
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in r.stderr and "step 10" in r.stderr
+    assert (exp / "state" / "step-00000020.pt").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_train_the_vocoder(tmp_path, corpus):
+    exp = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+        "-m", "wavediff", "train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "6", "--device", "cpu",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (exp / "model" / "model.safetensors").is_file()
+    assert sorted(p.name for p in (exp / "state").glob("step-*.pt")) == ["step-00000006.pt"]
+
+
+def test_vocode_wav_npy_both_orientations_and_a_folder(tmp_path, trained, corpus):
+    exp, _ = trained
+    wav_in = corpus / "wavs" / "SYN-0001.wav"
+    out = tmp_path / "copy.wav"
+    r = _run("vocode", str(wav_in), "-o", str(out), "--checkpoint", str(exp), "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    audio, sr = sf.read(out)
+    n_in = sf.info(wav_in).frames
+    assert sr == 22050 and abs(len(audio) - n_in) < 256
+    mel = np.full((80, 30), -6.0, dtype=np.float32)
+    np.save(tmp_path / "a.npy", mel)
+    np.save(tmp_path / "b.npy", mel.T.copy())
+    for name in ("a", "b"):
+        r = _run("vocode", str(tmp_path / f"{name}.npy"), "-o", str(tmp_path / f"{name}.wav"), "--checkpoint", str(exp), "--steps", "3", "--mel-preset", "hifigan")
+        assert r.returncode == 0, r.stderr
+        assert sf.info(tmp_path / f"{name}.wav").frames == 30 * 256
+    # a folder with one bad file: the others are written, the bad one is named, exit 1
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    np.save(in_dir / "good.npy", mel)
+    (in_dir / "bad.wav").write_text("not audio")
+    r = _run("vocode", "--in-dir", str(in_dir), "--out-dir", str(out_dir), "--checkpoint", str(exp), "--sampler", "ddim", "--steps", "2")
+    assert r.returncode == 1 and "bad.wav" in r.stderr
+    assert (out_dir / "good.wav").is_file() and not (out_dir / "bad.wav").exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["vocode", "missing.wav", "-o", "x.wav"], "does not exist"),
+        (["vocode", "in.npy"], "-o OUT.wav"),
+        (["vocode", "in.npy", "-o", "x.wav", "--mel-preset", "diffwave"], "expects 'hifigan'"),
+        (["vocode", "in.npy", "-o", "x.wav", "--steps", "0"], "--steps"),
+        (["vocode", "nan.npy", "-o", "x.wav"], "NaN"),
+        (["vocode", "bins.npy", "-o", "x.wav"], "80"),
+    ],
+)
+def test_vocode_errors_are_one_line_and_leave_no_output(tmp_path, trained, args, message, capsys):
+    exp, _ = trained
+    np.save(tmp_path / "in.npy", np.full((80, 10), -6.0, dtype=np.float32))
+    np.save(tmp_path / "nan.npy", np.full((80, 10), np.nan, dtype=np.float32))
+    np.save(tmp_path / "bins.npy", np.full((64, 10), -6.0, dtype=np.float32))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        code = main(args + ["--checkpoint", str(exp)])
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and err.startswith("wavediff: error:")
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_vocode_without_checkpoint_says_no_default_is_bundled(tmp_path, capsys):
+    np.save(tmp_path / "in.npy", np.full((80, 10), -6.0, dtype=np.float32))
+    code = main(["vocode", str(tmp_path / "in.npy"), "-o", str(tmp_path / "x.wav")])
+    assert code == 2 and "no default vocoder is bundled" in capsys.readouterr().err
+
+
+def test_tune_schedule_stores_the_winner(tmp_path, trained, corpus):
+    exp, _ = trained
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(exp / "model", ckpt)
+    r = _run("tune-schedule", "--checkpoint", str(ckpt), "--data", str(corpus), "--steps", "3", "--clips", "2", "--seconds", "0.3", "--rounds", "1")
+    assert r.returncode == 0, r.stderr
+    betas = json.loads((ckpt / "config.json").read_text())["inference"]["betas"]
+    assert len(betas) == 3 and re.search(r"distance [0-9.]+ \(was [0-9.]+", r.stdout)
+
+
+def test_convert_lmnt_cli(tmp_path):
+    from diffwave.model import DiffWave
+    from diffwave.params import AttrDict, params
+
+    p = AttrDict(params)
+    p.residual_layers = 3
+    p.residual_channels = 8
+    torch.save({"step": 1, "model": DiffWave(p).state_dict(), "params": dict(p)}, tmp_path / "weights.pt")
+    r = _run("convert", "lmnt-diffwave", str(tmp_path / "weights.pt"), str(tmp_path / "conv"))
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "conv" / "config.json").read_text())
+    assert cfg["model_type"] == "vocoder" and cfg["mel"]["preset"] == "diffwave" and cfg["model"]["residual_layers"] == 3
+    bad = _run("convert", "lmnt-diffwave", str(tmp_path / "nope.pt"), str(tmp_path / "c2"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def _readme_commands() -> list[str]:
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        for line in block.splitlines():
+            line = line.strip()
+            if line.startswith("wavediff ") or " -m wavediff " in line:
+                lines.append(line)
+    return lines
+
+
+def test_every_readme_command_matches_its_help():
+    commands = _readme_commands()
+    assert any(c.startswith("wavediff vocode") for c in commands) and any("train vocoder" in c for c in commands)
+    for line in commands:
+        words = line.split(" -m wavediff ")[-1].split() if " -m wavediff " in line else line.split()[1:]
+        sub = [w for w in words if re.fullmatch(r"[a-z][a-z-]*", w)][:2]
+        sub = sub[:2] if sub[:2] in (["train", "vocoder"], ["convert", "lmnt-diffwave"]) else sub[:1]
+        r = _run(*sub, "--help")
+        assert r.returncode == 0, (line, r.stderr)
+        for opt in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", line.split(" -m wavediff ")[-1]):
+            assert opt in r.stdout, f"README command {line!r} uses {opt}, which `wavediff {' '.join(sub)} --help` does not list"
