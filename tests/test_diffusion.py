@@ -448,3 +448,15 @@ def test_prior_round_trip_and_validation():
     torch.testing.assert_close(p.from_standard(p.to_standard(x)), x)
     with pytest.raises(ValueError, match="positive"):
         AffinePrior(std=torch.zeros(3))
+
+
+def test_continuous_bound_equals_differential_entropy_for_gaussian_data():
+    """With bits=None the decoder is a density: the bound is h(x) + KL(q(x_T) ‖ N(0, 1)) exactly."""
+    torch.manual_seed(1)
+    sched, c2, n = DIFFWAVE, 0.09, 20000
+    x0 = math.sqrt(c2) * torch.randn(n, 1, dtype=torch.float64)
+    eps_fn, v_table = _gaussian_eps(sched, c2), _exact_reverse_v(sched, c2)
+    res = variational_bound(lambda y, t: (eps_fn(y, t), v_table[t.long()].view(-1, 1).to(y.dtype)), x0, sched, variance="learned", bits=None)
+    v_T = sched.alpha_bars[-1].item() * c2 + 1 - sched.alpha_bars[-1].item()
+    expected = (0.5 * math.log(2 * math.pi * math.e * c2) + 0.5 * (v_T - 1 - math.log(v_T))) / math.log(2)
+    assert res["bpd"].mean().item() == pytest.approx(expected, abs=0.02)

@@ -78,11 +78,13 @@ def vlb_term(
     eps: torch.Tensor,
     variance: str = "fixed_small",
     v: torch.Tensor | None = None,
-    bits: int = 16,
+    bits: int | None = 16,
     prior: "object | None" = None,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L_t in nats per example [B] for integer steps t [B] (decoder NLL where t == 0, KL elsewhere).
+
+    ``bits=None`` uses a continuous Gaussian decoder (a density, for data not on a grid).
 
     ``x0``/``xt``/``eps`` live in the standardised space of ``prior`` when one is given."""
     mean_q, _, logvar_q = q_posterior(schedule, x0, xt, t)
@@ -94,7 +96,10 @@ def vlb_term(
         log_scale = 0.5 * logvar_p.double() + torch.log(prior.std_like(x0).double())
     else:
         x_data, mean_x, log_scale = x0.double(), mean_p.double(), 0.5 * logvar_p.double()
-    decoder_nll = -discretized_gaussian_log_likelihood(x_data, mean_x, log_scale, bits)
+    if bits is None:  # continuous data (e.g. log-mel values): Gaussian density of the decoder
+        decoder_nll = 0.5 * math.log(2 * math.pi) + log_scale + 0.5 * ((x_data - mean_x) * torch.exp(-log_scale)) ** 2
+    else:
+        decoder_nll = -discretized_gaussian_log_likelihood(x_data, mean_x, log_scale, bits)
     first = expand((torch.as_tensor(t) == 0).double(), kl)
     return _reduce(first * decoder_nll + (1 - first) * kl, mask)
 
@@ -113,13 +118,15 @@ def variational_bound(
     x0: torch.Tensor,
     schedule: NoiseSchedule,
     variance: str = "fixed_small",
-    bits: int = 16,
+    bits: int | None = 16,
     prior=None,
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> dict:
     """The full bound over all T steps for a batch of data ``x0`` [B, ...] in [−1, 1).
 
+    ``bits=None``: continuous data (a Gaussian decoder density; bits per dimension may then be
+    negative, as for any density).
     ``model(x_t, t)`` returns ε̂ or (ε̂, v) (see :mod:`.samplers`); with ``prior`` it is called on the
     standardised variable. Returns a dict with ``bpd`` (bits per dimension, [B]), ``nats`` ([B]),
     ``prior_bpd`` and ``terms_bpd`` ([T, B], per step)."""
