@@ -28,8 +28,29 @@ def mel_figure(mels: Sequence[torch.Tensor], titles: Sequence[str] | None = None
 
 def save_mel_png(path, mels: Sequence[torch.Tensor], titles: Sequence[str] | None = None) -> None:
     """Write :func:`mel_figure` to a PNG."""
+    save_figure(mel_figure(mels, titles), path)
+
+
+def alignment_figure(path: torch.Tensor, title: str = "alignment"):
+    """A matplotlib Figure of a phoneme-to-frame alignment [N, T] (0/1 or soft)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig = mel_figure(mels, titles)
+    p = torch.as_tensor(path).detach().float().cpu()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.imshow(p.numpy(), origin="lower", aspect="auto", interpolation="none")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("phoneme")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path) -> None:
+    """Write a figure to PNG and free it."""
+    import matplotlib.pyplot as plt
+
     fig.savefig(path, dpi=100)
     plt.close(fig)

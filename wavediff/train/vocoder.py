@@ -8,15 +8,12 @@ EMA weights, refreshed at every checkpoint: ``wavediff vocode --checkpoint EXP``
 from __future__ import annotations
 
 import copy
-import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from wavediff.audio import MelConfig
 from wavediff.data import VocoderDataset, collate_vocoder, scan_corpus, split_corpus
@@ -24,38 +21,18 @@ from wavediff.diffusion import DiffusionConfig
 from wavediff.nn import DenoiserConfig
 from wavediff.pipelines.vocoder import InferenceConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss
 
+from .configs import RUN_FILE, read_run_file, write_run_file
+from .configs import load_recipe_config as _load
 from .trainer import TrainConfig, Trainer
 
 __all__ = ["load_recipe_config", "resolve_vocoder_config", "fit_prior_gain", "train_vocoder", "RUN_FILE"]
 
-RUN_FILE = "run.json"
 _SECTIONS = ("model", "diffusion", "mel", "prior", "inference", "data", "train")
 
 
 def load_recipe_config(name_or_path: str | os.PathLike | None) -> dict[str, Any]:
-    """A training config: a packaged name (``base``, ``tiny`` …) or a YAML file path."""
-    name_or_path = name_or_path or "base"
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ValueError(f"config file {str(path)!r} does not exist")
-        text = path.read_text()
-    else:
-        packaged = resources.files("wavediff.configs") / "vocoder" / f"{name_or_path}.yaml"
-        if not packaged.is_file():
-            names = sorted(p.name[:-5] for p in (resources.files("wavediff.configs") / "vocoder").iterdir() if p.name.endswith(".yaml"))
-            raise ValueError(f"unknown vocoder config {str(name_or_path)!r}; packaged configs: {', '.join(names)}")
-        text = packaged.read_text()
-    try:
-        cfg = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"config {name_or_path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"config {name_or_path} must be a mapping of sections")
-    unknown = set(cfg) - set(_SECTIONS)
-    if unknown:
-        raise ValueError(f"unknown config sections {sorted(unknown)}; expected {', '.join(_SECTIONS)}")
-    return cfg
+    """A vocoder training config: a packaged name (``base``, ``tiny`` …) or a YAML file path."""
+    return _load("vocoder", name_or_path, _SECTIONS)
 
 
 def resolve_vocoder_config(cfg: dict[str, Any]) -> VocoderConfig:
@@ -132,12 +109,10 @@ def train_vocoder(
     """Train (or resume) a vocoder on a corpus folder; returns the trainer's final stats."""
     out = Path(out_dir)
     run_file = out / RUN_FILE
-    if resume and run_file.is_file():
-        cfg = json.loads(run_file.read_text())
-    else:
-        if run_file.is_file() and not resume:
-            raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-        cfg = copy.deepcopy(load_recipe_config(config))
+    saved = read_run_file(out)
+    if saved is not None and not resume:
+        raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    cfg = saved if saved is not None else copy.deepcopy(load_recipe_config(config))
     for section, values in (overrides or {}).items():
         cfg.setdefault(section, {}).update(values)
     train_section = dict(cfg.get("train") or {})
@@ -154,10 +129,7 @@ def train_vocoder(
         cfg.setdefault("prior", {})["gain"] = gain
         vcfg.prior.gain = gain
     if not run_file.is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = run_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({**cfg, "train": {**(cfg.get("train") or {})}}, indent=2) + "\n")
-        os.replace(tmp, run_file)
+        write_run_file(out, cfg)
 
     torch.manual_seed(tcfg.seed)
     vocoder = Vocoder(vcfg)
@@ -195,9 +167,9 @@ def _log_validation_sample(val_ds):
         if step == 0 or not getattr(on_validate, "_logged_ref", False):
             writer.add_audio("val/reference", ref.unsqueeze(0), step, sample_rate=vocoder.sample_rate)
             on_validate._logged_ref = True
-        try:
-            from wavediff.eval.plots import mel_figure
+        from wavediff.eval.plots import mel_figure
 
+        try:
             writer.add_figure("val/mel", mel_figure([item["mel"], vocoder.mel(wav)], ["reference", "generated"]), step)
         except ImportError:  # matplotlib is optional (the dev/train extras bring it)
             pass

@@ -1,0 +1,150 @@
+"""``wavediff train acoustic``: transcribed corpus → (phonemes, mel) pairs → the one :class:`Trainer`.
+
+The run directory has the same layout as a vocoder run (``run.json``, ``state/``, ``logs/``,
+``features/``, ``model/``); ``features/`` uses the same cache key as the vocoder's, so pointing both
+runs at one cache folder computes mels once.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wavediff.audio import MelConfig
+from wavediff.data import scan_corpus, split_corpus
+from wavediff.data.tts import TTSDataset
+from wavediff.diffusion import DiffusionConfig
+from wavediff.nn.acoustic import AcousticConfig
+from wavediff.nn.denoiser import DenoiserConfig
+from wavediff.nn.encoder import EncoderConfig
+from wavediff.pipelines.tts import AcousticLoss, AcousticModelConfig, AcousticPipeline, TTSInference
+from wavediff.text import TextFrontend
+
+from .configs import RUN_FILE, read_run_file, write_run_file
+from .configs import load_recipe_config as _load
+from .trainer import TrainConfig, Trainer
+
+__all__ = ["load_acoustic_config", "resolve_acoustic_config", "train_acoustic"]
+
+_SECTIONS = ("encoder", "denoiser", "duration", "diffusion", "mel", "text", "inference", "data", "train")
+
+
+def load_acoustic_config(name_or_path) -> dict[str, Any]:
+    return _load("acoustic", name_or_path, _SECTIONS)
+
+
+def resolve_acoustic_config(cfg: dict[str, Any], frontend: TextFrontend) -> AcousticModelConfig:
+    mel_section = dict(cfg.get("mel") or {})
+    mel = MelConfig.from_preset(mel_section.pop("preset", "hifigan"))
+    if mel_section:
+        mel = MelConfig.from_dict({**mel.to_dict(), **mel_section})
+    diffusion = DiffusionConfig.from_dict(dict(cfg.get("diffusion") or {}))
+    encoder = EncoderConfig.from_dict({**(cfg.get("encoder") or {}), "n_symbols": len(frontend.symbols), "n_mels": mel.n_mels})
+    denoiser = DenoiserConfig.from_dict(
+        {
+            **(cfg.get("denoiser") or {}),
+            "in_channels": mel.n_mels,
+            "cond_channels": encoder.dim,
+            "upsample_factor": 1,
+            "fold": 1,
+            "max_steps": diffusion.schedule.num_steps,
+            "learned_variance": diffusion.variance == "learned",
+        }
+    )
+    dur = cfg.get("duration") or {}
+    model = AcousticConfig(
+        encoder=encoder,
+        denoiser=denoiser,
+        duration_channels=int(dur.get("channels", 256)),
+        duration_kernel=int(dur.get("kernel", 3)),
+        duration_dropout=float(dur.get("dropout", 0.1)),
+    )
+    data = cfg.get("data") or {}
+    return AcousticModelConfig(
+        model=model,
+        text=frontend.to_dict(),
+        diffusion=diffusion,
+        mel=mel,
+        inference=TTSInference(**(cfg.get("inference") or {})),
+        decoder_segment=data.get("decoder_segment"),
+    )
+
+
+def train_acoustic(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: str | os.PathLike | None = "base",
+    max_steps: int | None = None,
+    device: str | None = None,
+    resume: bool = False,
+) -> dict:
+    """Train (or resume) an acoustic model on a transcribed corpus; returns the trainer's stats."""
+    out = Path(out_dir)
+    saved = read_run_file(out)
+    if saved is not None and not resume:
+        raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    cfg = saved if saved is not None else copy.deepcopy(load_acoustic_config(config))
+    train_section = dict(cfg.get("train") or {})
+    if max_steps is not None:
+        train_section["max_steps"] = int(max_steps)
+    if device is not None:
+        train_section["device"] = device
+    tcfg = TrainConfig.from_dict(train_section)
+    text_cfg = cfg.get("text") or {}
+    frontend = TextFrontend.from_dict(text_cfg["frontend"]) if "frontend" in text_cfg else TextFrontend(**text_cfg)
+    acfg = resolve_acoustic_config(cfg, frontend)
+    if saved is None:
+        cfg.setdefault("text", {})["frontend"] = frontend.to_dict()  # the inventory is fixed for the run
+        write_run_file(out, cfg)
+
+    data = cfg.get("data") or {}
+    utterances = scan_corpus(data_dir)
+    n_val = int(data.get("val_utterances", 8))
+    if len(utterances) < n_val + 1:
+        raise ValueError(f"{data_dir} has {len(utterances)} utterances; need more than {n_val} (the validation set)")
+    split = split_corpus(utterances, val=n_val, test=0, seed=tcfg.seed)
+    max_frames = data.get("max_frames")
+    train_ds = TTSDataset(split.train, acfg.mel, frontend, out / "features", max_frames)
+    val_ds = TTSDataset(split.val, acfg.mel, frontend, out / "features", max_frames) if split.val else None
+
+    torch.manual_seed(tcfg.seed)
+    pipeline = AcousticPipeline(acfg, frontend)
+    trainer = Trainer(
+        AcousticLoss(pipeline),
+        lambda model, batch: model(batch),
+        train_ds,
+        out,
+        tcfg,
+        val_dataset=val_ds,
+        collate_fn=train_ds.collate_fn,
+        on_validate=_log_validation(val_ds, split.val),
+        export_fn=lambda ema, directory: ema.pipeline.save_pretrained(directory),
+    )
+    return trainer.fit(resume=resume)
+
+
+def _log_validation(val_ds, utterances):
+    """on_validate: synthesise one held-out sentence; log its mel and alignment beside the reference."""
+    if val_ds is None or len(val_ds) == 0:
+        return None
+
+    def on_validate(ema_module, writer, step):
+        pipeline = ema_module.pipeline
+        item = val_ds[0]
+        text = next(u.text for u in utterances if u.text)
+        mel, align = pipeline.mel(text, seed=0, return_alignment=True)
+        from wavediff.eval.plots import alignment_figure, mel_figure
+
+        try:
+            writer.add_figure("val/mel", mel_figure([item["mel"], mel], ["reference", "synthesised"]), step)
+            writer.add_figure("val/alignment", alignment_figure(align), step)
+        except ImportError:  # matplotlib comes with the dev/train extras
+            pass
+
+    return on_validate
+
+
+__all__ += ["RUN_FILE"]

@@ -1,0 +1,58 @@
+"""Training configurations: packaged YAML files by name, or a user's YAML file, plus run.json."""
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+__all__ = ["load_recipe_config", "packaged_configs", "RUN_FILE", "write_run_file", "read_run_file"]
+
+RUN_FILE = "run.json"
+
+
+def packaged_configs(kind: str) -> list[str]:
+    folder = resources.files("wavediff.configs") / kind
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe_config(kind: str, name_or_path: str | os.PathLike | None, sections: Sequence[str]) -> dict[str, Any]:
+    """A ``kind`` ("vocoder", "acoustic") config: a packaged name (``base``, ``tiny`` …) or a YAML path."""
+    name_or_path = name_or_path or "base"
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        text = path.read_text()
+    else:
+        packaged = resources.files("wavediff.configs") / kind / f"{name_or_path}.yaml"
+        if not packaged.is_file():
+            raise ValueError(f"unknown {kind} config {str(name_or_path)!r}; packaged configs: {', '.join(packaged_configs(kind))}")
+        text = packaged.read_text()
+    try:
+        cfg = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"config {name_or_path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config {name_or_path} must be a mapping of sections")
+    unknown = set(cfg) - set(sections)
+    if unknown:
+        raise ValueError(f"unknown config sections {sorted(unknown)}; expected {', '.join(sections)}")
+    return cfg
+
+
+def read_run_file(out: Path) -> dict[str, Any] | None:
+    path = Path(out) / RUN_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_run_file(out: Path, cfg: dict[str, Any]) -> None:
+    """Record the resolved configuration once (atomically); a resumed run reads it back."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
+    os.replace(tmp, out / RUN_FILE)
