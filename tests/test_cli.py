@@ -193,7 +193,7 @@ def test_every_readme_command_matches_its_help():
     for line in commands:
         words = line.split(" -m wavediff ")[-1].split() if " -m wavediff " in line else line.split()[1:]
         sub = [w for w in words if re.fullmatch(r"[a-z][a-z-]*", w)][:2]
-        sub = sub[:2] if sub[:2] in (["train", "vocoder"], ["convert", "lmnt-diffwave"]) else sub[:1]
+        sub = sub[:2] if sub[:2] in (["train", "vocoder"], ["train", "acoustic"], ["convert", "lmnt-diffwave"]) else sub[:1]
         r = _run(*sub, "--help")
         assert r.returncode == 0, (line, r.stderr)
         for opt in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", line.split(" -m wavediff ")[-1]):

@@ -38,7 +38,32 @@ def _add_train(sub) -> None:
     _device_arg(v)
     v.add_argument("--resume", action="store_true", help="continue the run in EXP from its latest checkpoint")
     v.set_defaults(func=_run_train_vocoder)
+    a = models.add_parser(
+        "acoustic",
+        help="train the text-to-mel diffusion acoustic model on a transcribed corpus",
+        description=(
+            "Train the acoustic model (transformer phoneme encoder, durations by monotonic alignment search, "
+            "mel diffusion from N(mu, I)) on an LJSpeech-layout folder (metadata.csv with transcripts + wavs/). "
+            "EXP has the same layout as a vocoder run; TensorBoard shows mel and alignment plots. "
+            "Multi-GPU: torchrun --nproc_per_node=N -m wavediff train acoustic ..."
+        ),
+    )
+    a.add_argument("--data", required=True, metavar="DIR", help="corpus folder with transcripts")
+    a.add_argument("--out", required=True, metavar="EXP", help="run directory")
+    a.add_argument("--config", default="base", metavar="YAML", help="packaged config name (base, tiny) or a YAML file (default: base)")
+    a.add_argument("--max-steps", type=int, default=None, metavar="N", help="stop after N optimiser steps")
+    _device_arg(a)
+    a.add_argument("--resume", action="store_true", help="continue the run in EXP from its latest checkpoint")
+    a.set_defaults(func=_run_train_acoustic)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _run_train_acoustic(args) -> int:
+    from wavediff.train.acoustic import train_acoustic
+
+    stats = train_acoustic(args.data, args.out, args.config, args.max_steps, args.device, args.resume)
+    print(f"trained to step {stats.get('step')}; checkpoint: {args.out}/model")
+    return 0
 
 
 def _run_train_vocoder(args) -> int:
@@ -166,7 +191,113 @@ def _run_tune(args) -> int:
     return 0
 
 
-_COMMANDS = (_add_train, _add_vocode, _add_convert, _add_tune)
+
+# ----------------------------------------------------------------------------------- synth
+def _add_synth(sub) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="text to speech",
+        description=(
+            "Synthesise speech from TEXT ('-' reads standard input) into OUT.wav, or every line of FILE "
+            "(lines 'id|text' or plain text) into DIR/<id>.wav. Long text is split into sentences. Without "
+            "--checkpoint the bundled default voice is used."
+        ),
+    )
+    p.add_argument("text", nargs="?", metavar="TEXT", help="the text to speak, or - for standard input")
+    p.add_argument("-o", "--output", metavar="OUT.wav", help="output wav (with TEXT)")
+    p.add_argument("--from-file", metavar="FILE", help="one utterance per line: 'id|text' or plain text")
+    p.add_argument("--out-dir", metavar="DIR", help="output folder (with --from-file)")
+    p.add_argument("--checkpoint", metavar="DIR", help="acoustic model checkpoint (a run directory EXP works too)")
+    p.add_argument("--vocoder", metavar="DIR", help="vocoder checkpoint (default: the bundled one)")
+    p.add_argument("--steps", type=int, default=None, metavar="N", help="acoustic-model diffusion steps (default: the checkpoint's)")
+    p.add_argument("--vocoder-steps", type=int, default=None, metavar="N", help="vocoder steps (default: the vocoder's schedule)")
+    p.add_argument("--temperature", type=float, default=None, help="Grad-TTS temperature: larger is calmer (default: the checkpoint's, 1.5)")
+    p.add_argument("--length-scale", type=float, default=None, help="speaking rate: > 1 slower, < 1 faster (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
+    p.add_argument("--save-mel", action="store_true", help="also write the mel as OUT.npy and a spectrogram OUT.png")
+    _device_arg(p)
+    p.set_defaults(func=_run_synth)
+
+
+def _run_synth(args) -> int:
+    from wavediff.pipelines.files import load_tts, read_text_lines, synthesize_to_file
+
+    if (args.text is None) == (args.from_file is None):
+        raise ValueError("give either TEXT -o OUT.wav or --from-file FILE --out-dir DIR")
+    if args.text is not None and not args.output:
+        raise ValueError("TEXT needs -o OUT.wav")
+    if args.from_file and not args.out_dir:
+        raise ValueError("--from-file needs --out-dir")
+    for name in ("steps", "vocoder_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("temperature", "length_scale"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0")
+    if args.text is not None:
+        text = sys.stdin.read() if args.text == "-" else args.text
+        items = [(None, text)]
+    else:
+        items = read_text_lines(args.from_file)
+    tts = load_tts(_checkpoint_dir(args.checkpoint), _checkpoint_dir(args.vocoder), args.device)
+    options = dict(steps=args.steps, vocoder_steps=args.vocoder_steps, temperature=args.temperature,
+                   length_scale=args.length_scale, seed=args.seed)
+    failed = 0
+    from pathlib import Path
+
+    for k, (utt_id, text) in enumerate(items):
+        out = Path(args.output) if utt_id is None else Path(args.out_dir) / f"{utt_id}.wav"
+        try:
+            synthesize_to_file(tts, text, out, save_mel=args.save_mel, **options)
+        except ValueError as e:
+            if utt_id is None:
+                raise
+            failed += 1
+            print(f"wavediff: skipped {utt_id}: {e}", file=sys.stderr)
+            continue
+        print(f"wrote {out}")
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------ eval
+def _add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate models",
+        description="Evaluate a model. --nll: the acoustic model's variational bound on held-out utterances of DIR, in bits per mel value.",
+    )
+    p.add_argument("--nll", action="store_true", help="report the acoustic model's likelihood bound")
+    p.add_argument("--checkpoint", metavar="DIR", help="acoustic model checkpoint (with --nll)")
+    p.add_argument("--data", metavar="DIR", help="transcribed corpus (with --nll)")
+    p.add_argument("--utterances", type=int, default=8, metavar="N", help="held-out utterances to use (default 8)")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    _device_arg(p)
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args) -> int:
+    if not args.nll:
+        raise ValueError("say what to evaluate: --nll")
+    if not args.checkpoint or not args.data:
+        raise ValueError("--nll needs --checkpoint DIR and --data DIR")
+    from wavediff.pipelines.files import acoustic_nll
+
+    res = acoustic_nll(_checkpoint_dir(args.checkpoint), args.data, args.utterances, args.device, args.seed)
+    print(f"variational bound: {res['bits_per_value']:.4f} bits per mel value over {res['utterances']} utterances "
+          f"({res['values']} values); prior N(mu, I) alone: {res['prior_only_bits_per_value']:.4f}")
+    if args.json:
+        import json
+
+        from wavediff.pipelines.files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+_COMMANDS = (_add_synth, _add_train, _add_vocode, _add_convert, _add_tune, _add_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:

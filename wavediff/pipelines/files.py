@@ -12,10 +12,15 @@ from wavediff.audio import MelConfig, load_audio, save_audio
 
 from .vocoder import Vocoder
 
-__all__ = ["INPUT_SUFFIXES", "load_vocoder", "read_mel_input", "vocode_file", "vocode_dir", "DEFAULT_VOCODER_DIR"]
+__all__ = [
+    "INPUT_SUFFIXES", "DEFAULT_VOCODER_DIR", "DEFAULT_ACOUSTIC_DIR", "load_vocoder", "load_tts", "read_mel_input",
+    "vocode_file", "vocode_dir", "read_text_lines", "synthesize_to_file", "acoustic_nll", "atomic_write_text",
+]
 
 INPUT_SUFFIXES = (".wav", ".flac", ".ogg", ".npy")
-DEFAULT_VOCODER_DIR = Path(__file__).resolve().parents[1] / "assets" / "vocoder"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+DEFAULT_VOCODER_DIR = ASSETS / "vocoder"
+DEFAULT_ACOUSTIC_DIR = ASSETS / "acoustic"
 
 
 def load_vocoder(checkpoint: str | os.PathLike | None, device: str | None = None) -> Vocoder:
@@ -95,3 +100,132 @@ def vocode_dir(vocoder: Vocoder, in_dir, out_dir, mel_preset: str | None = None,
         except ValueError as e:
             failed.append((f.name, str(e)))
     return written, failed
+
+
+# ------------------------------------------------------------------------------ text to speech
+def atomic_write_text(path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_tts(checkpoint=None, vocoder=None, device: str | None = None):
+    """A :class:`~wavediff.pipelines.tts.TTS` from checkpoints, or the bundled default voice."""
+    from .tts import TTS
+
+    if checkpoint is None:
+        if not (DEFAULT_ACOUSTIC_DIR / "config.json").is_file():
+            raise ValueError(
+                "no default voice is bundled with this version of wavediff yet; pass --checkpoint DIR "
+                "(an acoustic model) and --vocoder DIR (a vocoder)"
+            )
+        checkpoint = DEFAULT_ACOUSTIC_DIR
+    if not Path(checkpoint).is_dir():
+        raise ValueError(f"checkpoint directory {str(checkpoint)!r} does not exist")
+    return TTS.from_pretrained(checkpoint, vocoder=vocoder, device=device)
+
+
+def read_text_lines(path) -> list[tuple[str, str]]:
+    """(id, text) per non-empty line of a text file: ``id|text`` or plain text (ids line0001 …)."""
+    import re
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"text file {str(path)!r} does not exist")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not UTF-8 text") from None
+    items, seen = [], set()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if "|" in line:
+            utt_id, text = line.split("|", 1)
+            utt_id = re.sub(r"[^A-Za-z0-9._-]+", "_", utt_id.strip()) or f"line{n:04d}"
+        else:
+            utt_id, text = f"line{n:04d}", line
+        if utt_id in seen:
+            raise ValueError(f"{path.name}: id {utt_id!r} appears twice (line {n})")
+        seen.add(utt_id)
+        items.append((utt_id, text))
+    if not items:
+        raise ValueError(f"{path.name} has no text lines")
+    return items
+
+
+def synthesize_to_file(tts, text: str, output_path, save_mel: bool = False, progress: bool | None = None, **options) -> Path:
+    """Speak ``text`` into ``output_path`` (atomic); with ``save_mel`` also OUT.npy and OUT.png."""
+    import logging
+    import sys
+
+    output_path = Path(output_path)
+    if output_path.suffix.lower() != ".wav":
+        raise ValueError(f"{output_path.name}: the output must be a .wav file")
+    parts = len(tts.acoustic.sentences(text)) if text.strip() else 0
+    bar = None
+    show = sys.stderr.isatty() if progress is None else progress
+    if parts > 1 and show:
+        bar = tqdm(total=parts, desc="synth", unit="sentence")
+    log = logging.getLogger("wavediff")
+
+    def on_progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(1)
+        elif total > 1:
+            log.info("sentence %d/%d", done, total)
+
+    try:
+        wav, sr, mels = tts(text, progress=on_progress, return_mels=True, **options)
+    finally:
+        if bar is not None:
+            bar.close()
+    save_audio(output_path, wav, sr)
+    if save_mel:
+        mel = torch.cat(mels, dim=-1).numpy()
+        npy = output_path.with_suffix(".npy")
+        tmp = npy.with_name(f".{npy.stem}.tmp.npy")
+        np.save(tmp, mel)
+        os.replace(tmp, npy)
+        try:
+            from wavediff.eval.plots import save_mel_png
+
+            save_mel_png(output_path.with_suffix(".png"), [torch.from_numpy(mel)], [output_path.stem])
+        except ImportError:
+            pass
+    return output_path
+
+
+def acoustic_nll(checkpoint, data_dir, utterances: int = 8, device: str | None = None, seed: int = 0) -> dict:
+    """The acoustic model's variational bound (bits per mel value) on held-out utterances of ``data_dir``.
+
+    Held-out: the corpus's seeded validation split (seed 1234, as ``train acoustic`` uses by
+    default); with ``utterances`` at most the run's ``val_utterances`` these were never trained on."""
+    from wavediff.data import scan_corpus, split_corpus
+    from wavediff.data.tts import TTSDataset, collate_tts
+
+    from .tts import AcousticPipeline
+
+    pipe = AcousticPipeline.from_pretrained(checkpoint, device=device)
+    utts = scan_corpus(data_dir)
+    if len(utts) < 2:
+        raise ValueError(f"{data_dir} needs at least two utterances")
+    held = split_corpus(utts, val=min(utterances, len(utts) - 1), test=0, seed=1234).val
+    ds = TTSDataset(held, pipe.mel_config, pipe.frontend)
+    g = torch.Generator(device=pipe.device).manual_seed(seed)
+    bits, prior_bits, values = [], [], []
+    for i in tqdm(range(len(ds)), desc="nll", unit="utt", disable=True):
+        res = pipe.likelihood(collate_tts([ds[i]], ds.silence_value), generator=g)
+        bits.append(float(res["bits_per_value"][0]))
+        prior_bits.append(float(res["prior_only_bits_per_value"][0]))
+        values.append(int(res["values"][0]))
+    w = np.array(values, dtype=np.float64)
+    return {
+        "bits_per_value": float(np.dot(bits, w) / w.sum()),
+        "prior_only_bits_per_value": float(np.dot(prior_bits, w) / w.sum()),
+        "utterances": len(values),
+        "values": int(w.sum()),
+        "per_utterance": dict(zip([u.id for u in ds.features.utterances if u.text][: len(bits)], bits)),
+    }

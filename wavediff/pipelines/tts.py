@@ -203,7 +203,8 @@ class AcousticPipeline(nn.Module):
         elif name != "ddpm":
             opts["steps"] = steps or inf.steps
         y0 = sample(name, model, y, self.diffusion.schedule, generator=generator, **opts)
-        mels = mu_x + y0
+        lo, hi = self.config.mel.value_range
+        mels = (mu_x + y0).clamp(lo, hi)  # a mel outside its convention's range is meaningless
         out = [mels[i, :, : int(n)] for i, n in enumerate(frame_lengths)]
         if return_alignment:
             aligns = [path[i, : int(lengths[i]), : int(n)] for i, n in enumerate(frame_lengths)]
