@@ -5,6 +5,7 @@ outputs are written atomically by the library, so nothing half-written is left b
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from wavediff import __version__
@@ -58,20 +59,27 @@ def _add_train(sub) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def _train_result(stats: dict, out) -> int:
+    """Exit 0 when training reached its target; 130 when it was stopped (state saved, resumable)."""
+    if stats.get("interrupted"):
+        print(f"stopped at step {stats.get('step')}; run again with --resume to continue", file=sys.stderr)
+        return 130
+    print(f"trained to step {stats.get('step')}; checkpoint: {out}/model")
+    return 0
+
+
 def _run_train_acoustic(args) -> int:
     from wavediff.train.acoustic import train_acoustic
 
     stats = train_acoustic(args.data, args.out, args.config, args.max_steps, args.device, args.resume)
-    print(f"trained to step {stats.get('step')}; checkpoint: {args.out}/model")
-    return 0
+    return _train_result(stats, args.out)
 
 
 def _run_train_vocoder(args) -> int:
     from wavediff.train.vocoder import train_vocoder
 
     stats = train_vocoder(args.data, args.out, args.config, args.max_steps, args.device, args.resume)
-    print(f"trained to step {stats.get('step')}; checkpoint: {args.out}/model")
-    return 0
+    return _train_result(stats, args.out)
 
 
 # ---------------------------------------------------------------------------------- vocode
@@ -265,22 +273,67 @@ def _run_synth(args) -> int:
 def _add_eval(sub) -> None:
     p = sub.add_parser(
         "eval",
-        help="evaluate models",
-        description="Evaluate a model. --nll: the acoustic model's variational bound on held-out utterances of DIR, in bits per mel value.",
+        help="evaluate models or compare generated speech with recordings",
+        description=(
+            "Compare generated speech with reference recordings: --ref DIR --gen DIR2 pairs files by name and "
+            "writes per-file values and mean ± std (JSON, Markdown table) of MR-STFT distance, MCD, PESQ-WB, STOI, "
+            "F0 RMSE and V/UV error, pocketsphinx WER against --text (or the reference folder's metadata.csv), "
+            "DNSMOS, and with --timings the real-time factor (needs the eval extra: pip install 'wavediff[eval]'). "
+            "Without --gen the references alone are scored with wer,dnsmos (a ceiling row). "
+            "--nll instead: the acoustic model's variational bound on held-out utterances of DIR, in bits per mel value."
+        ),
     )
+    p.add_argument("--ref", metavar="DIR", help="reference recordings (a folder of audio or an LJSpeech-layout corpus)")
+    p.add_argument("--gen", nargs="+", metavar="DIR2", help="generated audio folder(s), file names as in --ref; one table row each")
+    p.add_argument("--text", metavar="FILE", help="WER references: metadata.csv or 'id|text' lines")
+    p.add_argument("--metrics", metavar="LIST", help="comma-separated subset of mrstft,mcd,pesq,stoi,f0,wer,dnsmos (default: all)")
+    p.add_argument("--timings", metavar="FILE", help="synthesis seconds per file ({id: s} JSON or 'id|s' lines): adds RTF")
+    p.add_argument("--ceiling", action="store_true", help="also score the references with wer,dnsmos as a first row")
+    p.add_argument("--out-json", metavar="X.json", help="write the full result (per file and summary) as JSON")
+    p.add_argument("--out-md", metavar="X.md", help="write the Markdown table")
     p.add_argument("--nll", action="store_true", help="report the acoustic model's likelihood bound")
     p.add_argument("--checkpoint", metavar="DIR", help="acoustic model checkpoint (with --nll)")
     p.add_argument("--data", metavar="DIR", help="transcribed corpus (with --nll)")
     p.add_argument("--utterances", type=int, default=8, metavar="N", help="held-out utterances to use (default 8)")
-    p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON (with --nll)")
     p.add_argument("--seed", type=int, default=0)
     _device_arg(p)
     p.set_defaults(func=_run_eval)
 
 
 def _run_eval(args) -> int:
+    if not args.nll and args.ref:
+        from pathlib import Path
+
+        from wavediff.eval.report import NON_INTRUSIVE_METRICS, evaluate_folders, parse_metrics, read_texts, read_timings, write_report
+
+        texts = read_texts(args.text) if args.text else None
+        timings = read_timings(args.timings) if args.timings else None
+        chosen = parse_metrics(args.metrics, intrusive=bool(args.gen))
+
+        def progress(done: int, total: int, utt_id: str) -> None:
+            if done == total or done % 25 == 0:
+                print(f"  {done}/{total} files", file=sys.stderr)
+
+        show = True if sys.stderr.isatty() else progress
+        runs = []
+        if args.ceiling or not args.gen:
+            has_text = texts is not None or Path(args.ref, "metadata.csv").is_file()
+            ceiling = [m for m in chosen if m in NON_INTRUSIVE_METRICS and (m != "wer" or has_text or (args.metrics and not args.gen))]
+            if not ceiling:
+                raise ValueError("--ceiling scores the references with wer or dnsmos: add one of them to --metrics")
+            runs.append((None, ceiling, "reference"))
+        names = [Path(g).resolve().name for g in args.gen or []]
+        for k, gen in enumerate(args.gen or []):
+            runs.append((gen, chosen, names[k] if names.count(names[k]) == 1 else gen))
+        results = [evaluate_folders(args.ref, gen, texts, metrics, timings, show, name) for gen, metrics, name in runs]
+        print(write_report(results, args.out_json, args.out_md), end="")
+        for path in (args.out_json, args.out_md):
+            if path:
+                print(f"wrote {path}", file=sys.stderr)
+        return 0
     if not args.nll:
-        raise ValueError("say what to evaluate: --nll")
+        raise ValueError("say what to evaluate: --ref DIR [--gen DIR2] (compare audio), or --nll")
     if not args.checkpoint or not args.data:
         raise ValueError("--nll needs --checkpoint DIR and --data DIR")
     from wavediff.pipelines.files import acoustic_nll
@@ -297,7 +350,151 @@ def _run_eval(args) -> int:
     return 0
 
 
-_COMMANDS = (_add_synth, _add_train, _add_vocode, _add_convert, _add_tune, _add_eval)
+# ------------------------------------------------------------------------------------ data
+def _add_data(sub) -> None:
+    p = sub.add_parser(
+        "data",
+        help="corpus preparation for recipes (download, prepare, features, festival)",
+        description="Corpus preparation steps used by recipes/*/run.sh (see `wavediff data STEP --help`).",
+    )
+    steps = p.add_subparsers(dest="step", metavar="STEP")
+    d = steps.add_parser(
+        "download",
+        help="download a corpus archive (resumable, checksum-verified) and extract it safely",
+        description=(
+            "Download URL into DIR (an interrupted download resumes with an HTTP Range request), verify its "
+            "checksum, and extract it (members that would land outside DIR are refused). Prints the extracted "
+            "folder. A second run finds the finished extraction and does nothing."
+        ),
+    )
+    d.add_argument("url", metavar="URL")
+    d.add_argument("--out", required=True, metavar="DIR", help="download folder")
+    d.add_argument("--sha256", default=None, metavar="HEX", help="expected SHA-256 of the archive")
+    d.add_argument("--md5", default=None, metavar="HEX", help="expected MD5 of the archive")
+    d.add_argument("--no-extract", action="store_true", help="only download and verify")
+    d.add_argument("--remove-archive", action="store_true", help="delete the archive after extraction")
+    d.set_defaults(func=_run_data_download)
+    r = steps.add_parser(
+        "prepare",
+        help="check a corpus and write its train/val/test folders",
+        description=(
+            "Check the corpus DIR (LJSpeech layout or a folder of audio) and write OUT/{train,val,test}/ "
+            "(metadata.csv, wavs/ as links, ids.txt, text.txt with 'id|text') and OUT/summary.json. The split "
+            "comes from the id lists split_{train,val,test}.txt in --split-from, or is a seeded split by id."
+        ),
+    )
+    r.add_argument("--data", required=True, metavar="DIR", help="corpus folder")
+    r.add_argument("--out", required=True, metavar="OUT", help="output folder")
+    r.add_argument("--split", choices=("auto", "lists", "seeded"), default="auto",
+                   help="auto (default): the lists when the corpus has their ids, else seeded")
+    r.add_argument("--split-from", metavar="LISTS", default=None, help="folder of split_{train,val,test}.txt")
+    r.add_argument("--val", default="0.02", metavar="N", help="seeded split: validation utterances (a count, or a fraction like 0.02)")
+    r.add_argument("--test", default="0.02", metavar="N", help="seeded split: test utterances (a count or a fraction)")
+    r.add_argument("--seed", type=int, default=0, help="seeded split: seed (default 0)")
+    r.set_defaults(func=_run_data_prepare)
+    f = steps.add_parser(
+        "features",
+        help="precompute the mel feature cache that training runs share",
+        description=(
+            "Compute the mels of every utterance of DIR under the mel conventions of the given training configs "
+            "into CACHE (the cache `wavediff train` keeps in EXP/features; link EXP/features to CACHE to share it)."
+        ),
+    )
+    f.add_argument("--data", required=True, metavar="DIR", help="corpus folder")
+    f.add_argument("--out", required=True, metavar="CACHE", help="feature cache folder")
+    f.add_argument("--vocoder-config", metavar="YAML", default=None, help="vocoder training config (name or YAML)")
+    f.add_argument("--acoustic-config", metavar="YAML", default=None, help="acoustic training config (name or YAML)")
+    f.add_argument("--workers", type=int, default=0, help="worker processes (default 0: in this process)")
+    f.set_defaults(func=_run_data_features)
+    s = steps.add_parser(
+        "festival",
+        help="build an LJSpeech-layout corpus by reading sentences with Festival's HTS voice",
+        description=(
+            "Read the sentences of FILE ('id|text' lines, e.g. LJSpeech's transcripts) with Festival's "
+            "cmu_us_slt_arctic_hts voice, resampled to 22050 Hz, into OUT/metadata.csv and OUT/wavs/. Wavs already "
+            "there are kept. Needs: apt-get install festival festvox-us-slt-hts"
+        ),
+    )
+    s.add_argument("--out", required=True, metavar="DIR", help="corpus folder to write")
+    s.add_argument("--sentences", required=True, metavar="FILE", help="'id|text' lines")
+    size = s.add_mutually_exclusive_group(required=True)
+    size.add_argument("--num", type=int, metavar="N", help="number of utterances (the first N sentences)")
+    size.add_argument("--hours", type=float, metavar="H", help="hours of audio")
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel festival processes (default: CPU count)")
+    s.add_argument("--voice", default="cmu_us_slt_arctic_hts", help="Festival voice (default cmu_us_slt_arctic_hts)")
+    s.add_argument("--shuffle-seed", type=int, default=None, metavar="S", help="take sentences in a seeded random order")
+    s.set_defaults(func=_run_data_festival)
+    c = steps.add_parser(
+        "recipe-config",
+        help="read a recipe's conf/NAME.yaml; write the merged training configs; print shell variables",
+        description=(
+            "Validate the recipe config CONF, write OUT/vocoder.yaml and OUT/acoustic.yaml (the named training "
+            "configs with the recipe's overrides and step counts) and print the recipe's settings as shell "
+            "assignments, for run.sh's eval \"$(...)\"."
+        ),
+    )
+    c.add_argument("conf", metavar="CONF")
+    c.add_argument("--out", required=True, metavar="DIR", help="folder for the merged training configs")
+    c.set_defaults(func=_run_data_recipe_config)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _run_data_download(args) -> int:
+    from wavediff.data.download import download, fetch_corpus
+
+    progress = sys.stderr.isatty()
+    if args.no_extract:
+        name = args.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        from pathlib import Path
+
+        print(download(args.url, Path(args.out) / name, sha256=args.sha256, md5=args.md5, progress=progress))
+        return 0
+    print(fetch_corpus(args.url, args.out, sha256=args.sha256, md5=args.md5, keep_archive=not args.remove_archive, progress=progress))
+    return 0
+
+
+def _run_data_prepare(args) -> int:
+    from wavediff.data.prepare import prepare_corpus
+
+    res = prepare_corpus(args.data, args.out, split=args.split, lists_dir=args.split_from, val=args.val, test=args.test, seed=args.seed)
+    counts, check = res["counts"], res["check"]
+    print(f"{check['utterances']} utterances ({check['hours']:.2f} h, {check['layout']} layout), "
+          f"{res['split']['kind']} split: train {counts['train']}, val {counts['val']}, test {counts['test']} -> {args.out}")
+    return 0
+
+
+def _run_data_features(args) -> int:
+    from wavediff.data.prepare import compute_features, recipe_mel_configs
+
+    if args.vocoder_config is None and args.acoustic_config is None:
+        raise ValueError("give --vocoder-config and/or --acoustic-config (whose mel conventions to compute)")
+    if args.workers < 0:
+        raise ValueError("--workers must be >= 0")
+    mels = recipe_mel_configs(args.vocoder_config, args.acoustic_config)
+    res = compute_features(args.data, args.out, mels, num_workers=args.workers, progress=sys.stderr.isatty())
+    print(f"features of {res['utterances']} utterances under {len(mels)} mel convention(s): "
+          f"{res['computed']} computed, {res['skipped']} skipped -> {args.out}")
+    return 0
+
+
+def _run_data_festival(args) -> int:
+    from wavediff.data.festival import build_festival_corpus
+
+    res = build_festival_corpus(args.out, args.sentences, num=args.num, hours=args.hours, workers=args.workers,
+                                voice=args.voice, shuffle_seed=args.shuffle_seed, progress=sys.stderr.isatty())
+    print(f"{res['utterances']} utterances ({res['hours']:.3f} h; {res['synthesized']} new, {res['existing']} kept, "
+          f"{len(res['failed'])} failed) in {res['wall_s']:.1f} s -> {args.out}")
+    return 0
+
+
+def _run_data_recipe_config(args) -> int:
+    from wavediff.data.prepare import load_recipe, shell_assignments, write_recipe_configs
+
+    sys.stdout.write(shell_assignments(write_recipe_configs(load_recipe(args.conf), args.out)))
+    return 0
+
+
+_COMMANDS = (_add_synth, _add_train, _add_vocode, _add_convert, _add_tune, _add_eval, _add_data)
 
 
 def build_parser() -> argparse.ArgumentParser:
