@@ -3,7 +3,8 @@
 Phoneme ids go through a transformer encoder to hidden states ``h`` and a per-phoneme prior mean
 ``μ`` (in mel units). Durations (from monotonic alignment search in training, from the duration
 predictor at inference) expand both to frame rate; the DiffWave-style denoiser then works over mel
-frames (80 bins as channels) conditioned on the expanded ``h``, and diffusion starts from N(μ, I).
+frames (80 bins as channels) conditioned on the expanded ``h`` and ``μ`` (Grad-TTS feeds μ to its
+estimator too: the network need not infer it from x_t), and diffusion starts from N(μ, I).
 This module holds the networks only; losses and sampling live in :mod:`wavediff.pipelines.tts`.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ class AcousticConfig:
     encoder: EncoderConfig
     denoiser: DenoiserConfig = field(
         default_factory=lambda: DenoiserConfig(
-            in_channels=80, cond_channels=192, upsample_factor=1, residual_layers=12,
+            in_channels=80, cond_channels=192 + 80, upsample_factor=1, residual_layers=12,
             residual_channels=64, dilation_cycle=6, max_steps=1000,
         )
     )
@@ -45,8 +46,11 @@ class AcousticConfig:
         e, d = self.encoder, self.denoiser
         if d.in_channels != e.n_mels:
             raise ValueError(f"the denoiser works on {d.in_channels} channels but the encoder predicts {e.n_mels} mel bins")
-        if d.cond_channels != e.dim:
-            raise ValueError(f"the denoiser is conditioned on {d.cond_channels} channels but the encoder has dim {e.dim}")
+        if d.cond_channels != e.dim + e.n_mels:
+            raise ValueError(
+                f"the denoiser is conditioned on {d.cond_channels} channels; it needs the encoder's "
+                f"{e.dim} + the prior mean's {e.n_mels}"
+            )
         if d.upsample_factor != 1 or d.fold != 1:
             raise ValueError("the mel denoiser works at frame rate: upsample_factor and fold must be 1")
 
@@ -90,6 +94,11 @@ class AcousticModel(nn.Module):
         mel_mask = sequence_mask(mel_lengths, mel.shape[-1])
         ll = log_likelihood_gaussian(mu.float(), mel.float())
         return monotonic_alignment_search(ll, text_mask, mel_mask).to(mu.dtype)
+
+    @staticmethod
+    def condition(h_x: torch.Tensor, mu_x: torch.Tensor) -> torch.Tensor:
+        """The denoiser's frame-rate conditioning: expanded h [B, D, T] and μ [B, M, T] → [B, D + M, T]."""
+        return torch.cat([h_x, mu_x], dim=1)
 
     @staticmethod
     def expand(x: torch.Tensor, path: torch.Tensor) -> torch.Tensor:

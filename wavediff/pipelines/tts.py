@@ -138,8 +138,9 @@ class AcousticPipeline(nn.Module):
         loss_prior = (0.5 * ((mel - mu_x) ** 2 + math.log(2 * math.pi)) * mel_mask).sum() / n_values
         x0 = torch.where(mel_mask.bool(), mel, mu_x)  # padding: y = x − μ = 0
         x0, mu_x, h_x, mel_mask = self._segment(x0, mu_x, h_x, mel_mask, mel_len)
+        cond = self.model.condition(h_x, mu_x)
         loss_diff, logs = self.diffusion.training_loss(
-            lambda x, t: self.model.denoiser(x * mel_mask, t, h_x), x0, prior=AffinePrior(mean=mu_x), mask=mel_mask
+            lambda x, t: self.model.denoiser(x * mel_mask, t, cond), x0, prior=AffinePrior(mean=mu_x), mask=mel_mask
         )
         loss = loss_diff + loss_prior + loss_dur
         return loss, {
@@ -193,7 +194,8 @@ class AcousticPipeline(nn.Module):
         mask = sequence_mask(frame_lengths, mu_x.shape[-1]).unsqueeze(1).to(mu_x.dtype)
         t = temperature or inf.temperature
         y = torch.randn(mu_x.shape, generator=generator, device=self.device) / t
-        model = self.diffusion.model_fn(lambda x, tt: self.model.denoiser(x * mask, tt, h_x), AffinePrior(mean=mu_x))
+        cond = self.model.condition(h_x, mu_x)
+        model = self.diffusion.model_fn(lambda x, tt: self.model.denoiser(x * mask, tt, cond), AffinePrior(mean=mu_x))
         opts = {}
         name = sampler or inf.sampler
         if name == "fast":
@@ -228,7 +230,8 @@ class AcousticPipeline(nn.Module):
         mu_x, h_x = self.model.expand(mu, path), self.model.expand(h, path)
         mask = sequence_mask(mel_len, mel.shape[-1]).unsqueeze(1).to(mel.dtype)
         y0 = (mel - mu_x) * mask
-        model = self.diffusion.model_fn(lambda y, t: self.model.denoiser((mu_x + y) * mask, t, h_x))
+        cond = self.model.condition(h_x, mu_x)
+        model = self.diffusion.model_fn(lambda y, t: self.model.denoiser((mu_x + y) * mask, t, cond))
         res = variational_bound(
             model, y0, self.diffusion.schedule, self.config.diffusion.variance, bits=None,
             mask=mask.expand_as(y0), generator=generator,
@@ -298,6 +301,17 @@ class TTS:
         gv = torch.Generator(device=self.vocoder.device).manual_seed(seed) if seed is not None else None
         pause = torch.zeros(int(SENTENCE_PAUSE_S * self.sample_rate))
         wavs, mels = [], []
+        spoken = []
+        for part in parts:  # a piece of pure punctuation in longer text is skipped, not fatal
+            try:
+                self.acoustic.frontend.encode(part)
+                spoken.append(part)
+            except ValueError:
+                if len(parts) == 1:
+                    raise
+        if not spoken:
+            raise ValueError(f"text has nothing to pronounce: {text[:60]!r}")
+        parts = spoken
         for i, part in enumerate(parts):
             mel = self.acoustic.mel(part, steps=steps, temperature=temperature, length_scale=length_scale, generator=g)
             wav = self.vocoder.vocode(mel, steps=vocoder_steps, generator=gv).float().cpu()

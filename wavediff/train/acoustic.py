@@ -47,7 +47,7 @@ def resolve_acoustic_config(cfg: dict[str, Any], frontend: TextFrontend) -> Acou
         {
             **(cfg.get("denoiser") or {}),
             "in_channels": mel.n_mels,
-            "cond_channels": encoder.dim,
+            "cond_channels": encoder.dim + mel.n_mels,
             "upsample_factor": 1,
             "fold": 1,
             "max_steps": diffusion.schedule.num_steps,
