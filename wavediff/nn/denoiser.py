@@ -12,6 +12,10 @@ additions:
 * ``learned_variance``: a second output head ``v`` for Improved-DDPM variances.
 * the skip connections are summed in place, so memory is linear in the length
   and independent of the number of layers (lmnt stacks all skip outputs).
+* activations are [B, C, L] in shape but stored time-major ([B, L, C] in memory):
+  the 1x1 convs are then plain matrix products (the conditioner's is fused with
+  the add into one ``addmm``) and the dilated conv runs channels-last, with no
+  layout transposes inside cuDNN. Same maths and parameters as lmnt's.
 
 This module imports only torch.
 """
@@ -117,6 +121,28 @@ def _conv1d(*args: Any, **kwargs: Any) -> nn.Conv1d:
     layer = nn.Conv1d(*args, **kwargs)
     nn.init.kaiming_normal_(layer.weight)
     return layer
+
+
+def _time_major(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, L] -> the same values stored time-major: a [B, C, L] view of a [B, L, C] buffer."""
+    return x.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+def _pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """1x1 conv as one matrix product over channels: x [B, Cin, L], weight [Cout, Cin, 1] -> [B, Cout, L].
+
+    The result is stored time-major; a time-major ``x`` is read without a copy."""
+    return F.linear(x.transpose(1, 2), weight.squeeze(-1), bias).transpose(1, 2)
+
+
+def _dilated_conv(x: torch.Tensor, conv: nn.Conv1d, bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv`` (kernel k, 'same' padding) of x [B, C, L] -> [B, Cout, L], run as a 2-D conv on [B, C, 1, L].
+
+    A time-major x is channels-last in that view, which cuDNN and oneDNN take as is (``F.conv1d``
+    would first copy it to [B, C, L] order); the output is time-major too."""
+    out = F.conv2d(x.unsqueeze(2), conv.weight.unsqueeze(2), bias,
+                   padding=(0, conv.padding[0]), dilation=(1, conv.dilation[0]))  # [B, Cout, 1, L]
+    return out.squeeze(2)
 
 
 class DiffusionEmbedding(nn.Module):
@@ -255,21 +281,31 @@ class ResidualBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, cond: torch.Tensor | None, step: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, L], cond [B, Cc, L] or None, step [B, H] -> (residual out [B, C, L], skip [B, C, L])."""
-        # In-place ops below only touch fresh tensors whose values autograd does not keep;
-        # together with `del` they keep few [B, C, L] buffers alive at once.
-        y = x + self.diffusion_projection(step).unsqueeze(-1)  # [B, C, L]
-        y = self.dilated_conv(y)  # [B, 2C, L]
-        if self.conditioner_projection is not None:
-            y.add_(self.conditioner_projection(cond))
-        gate, filt = torch.chunk(y, 2, dim=1)
+        """x [B, C, L], cond [B, Cc, L] or None, step [B, H] -> (residual out [B, C, L], skip [B, C, L]).
+
+        Inside, the maths runs on [B, L, C] (time-major) tensors, so the chunks' gradients are
+        concatenated time-major too; x and cond are read without copies when stored time-major (as
+        :class:`Denoiser` keeps them), and the outputs are views of time-major buffers."""
+        x = x.transpose(1, 2)  # [B, L, C]
+        y = x + self.diffusion_projection(step).unsqueeze(1)  # [B, L, C]
+        cond_proj = self.conditioner_projection
+        # the conditioner's bias joins the dilated conv's: the same sum with one pass fewer
+        bias = self.dilated_conv.bias if cond_proj is None else self.dilated_conv.bias + cond_proj.bias
+        y = _dilated_conv(y.transpose(1, 2), self.dilated_conv, bias).transpose(1, 2)  # [B, L, 2C]
+        if cond_proj is not None:
+            batch, length, width = y.shape
+            cond = cond.transpose(1, 2).reshape(batch * length, -1)  # [B*L, Cc]
+            # y + cond @ W^T in one matrix product (the add rides on the GEMM)
+            y = torch.addmm(y.reshape(batch * length, width), cond, cond_proj.weight.squeeze(-1).t())
+            y = y.view(batch, length, width)  # [B, L, 2C]
+        gate, filt = torch.chunk(y, 2, dim=-1)
         del y
-        y = torch.sigmoid(gate) * torch.tanh(filt)  # [B, C, L]
+        y = torch.sigmoid(gate) * torch.tanh(filt)  # [B, L, C]
         del gate, filt
-        y = self.output_projection(y)  # [B, 2C, L]
-        residual, skip = torch.chunk(y, 2, dim=1)
-        out = x + residual
-        return out.div_(math.sqrt(2.0)), skip
+        y = F.linear(y, self.output_projection.weight.squeeze(-1), self.output_projection.bias)  # [B, L, 2C]
+        residual, skip = torch.chunk(y, 2, dim=-1)
+        out = x + residual  # a fresh tensor autograd does not keep, so dividing in place is safe
+        return out.div_(math.sqrt(2.0)).transpose(1, 2), skip.transpose(1, 2)
 
 
 # --------------------------------------------------------------------------- model
@@ -334,7 +370,7 @@ class Denoiser(nn.Module):
                 )
         if length % cfg.fold != 0:
             raise ValueError(f"Length {length} is not a multiple of fold={cfg.fold}.")
-        t = torch.as_tensor(t, device=x.device)
+        t = torch.as_tensor(t)
         if t.dim() == 0 or (t.dim() == 1 and t.shape[0] == 1 and batch != 1):
             t = t.reshape(1).expand(batch)
         if t.dim() != 1 or t.shape[0] != batch:
@@ -342,12 +378,13 @@ class Denoiser(nn.Module):
         if t.dtype == torch.bool or t.is_complex():
             raise ValueError(f"t must be an int or float tensor, got {t.dtype}.")
         if not torch.compiler.is_compiling():
-            lo, hi = float(t.min()), float(t.max())
+            # checked where t lives: free on the CPU, one device->host copy (not two) on a GPU
+            lo, hi = torch.cat([v.reshape(1) for v in torch.aminmax(t.detach())]).tolist()
             if not (lo >= 0 and hi <= cfg.max_steps - 1):  # also rejects NaN
                 raise ValueError(
                     f"Diffusion steps must lie in [0, {cfg.max_steps - 1}], got values in [{lo}, {hi}]."
                 )
-        return t
+        return t.to(x.device, non_blocking=True)
 
     # ---- forward ------------------------------------------------------------------
 
@@ -361,27 +398,28 @@ class Denoiser(nn.Module):
 
         if fold > 1:  # sample n * fold + k -> channel k, time n
             x = x.reshape(batch, length // fold, fold).transpose(1, 2)  # [B, F, L / F]
-        h = F.relu(self.input_projection(x))  # [B, C, L']
+        # activations stay time-major from here on (see the module docstring)
+        h = _time_major(F.relu(self.input_projection(x)))  # [B, C, L']
 
         step = self.diffusion_embedding(t)  # [B, H]
         if self.cond_upsampler is not None:
-            cond = self.cond_upsampler(cond)  # [B, Cc, L']
+            cond = _time_major(self.cond_upsampler(cond))  # [B, Cc, L']
 
-        skip_sum: torch.Tensor | None = None
+        skip_sum: torch.Tensor | None = None  # [B, L', C]: a base tensor, so adding in place stays cheap in autograd
         for layer in self.residual_layers:
             h, skip = layer(h, cond, step)
             if skip_sum is None:
-                skip_sum = skip.clone()  # own buffer, so the layer output it came from can be freed
+                skip_sum = skip.transpose(1, 2).contiguous()  # own buffer, so the layer output can be freed
             else:
-                skip_sum.add_(skip)  # in place: memory independent of the number of layers
+                skip_sum.add_(skip.transpose(1, 2))  # in place: memory independent of the number of layers
             del skip  # a view that would keep the whole [B, 2C, L] layer output alive
         del h
-        h = skip_sum / math.sqrt(len(self.residual_layers))  # [B, C, L']
-        h = F.relu(self.skip_projection(h))
-        out = self.output_projection(h)  # [B, inner * m, L']
+        h = skip_sum.transpose(1, 2) / math.sqrt(len(self.residual_layers))  # [B, C, L']
+        h = F.relu(_pointwise_conv(h, self.skip_projection.weight, self.skip_projection.bias))
+        out = _pointwise_conv(h, self.output_projection.weight, self.output_projection.bias)  # [B, inner * m, L']
 
         if fold > 1:
             heads = out.shape[1] // fold
             out = out.reshape(batch, heads, fold, length // fold).transpose(2, 3)  # [B, m, L/F, F]
             out = out.reshape(batch, heads, length)  # [B, m, L]
-        return out
+        return out.contiguous()
