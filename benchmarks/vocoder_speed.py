@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 HOP = 256
@@ -67,10 +66,7 @@ def build_models(device: torch.device, seed: int = 0):
     from diffwave.model import DiffWave
     from diffwave.params import AttrDict, params
 
-    from wavediff.audio import MelConfig
-    from wavediff.convert import convert_lmnt_state_dict
-    from wavediff.diffusion import DiffusionConfig, ScheduleConfig
-    from wavediff.pipelines.vocoder import InferenceConfig, PriorConfig, Vocoder, VocoderConfig
+    from wavediff.convert import convert_lmnt_state_dict, lmnt_vocoder
 
     lmnt_params = AttrDict(dict(params))
     torch.manual_seed(seed)
@@ -78,51 +74,15 @@ def build_models(device: torch.device, seed: int = 0):
     with torch.no_grad():  # lmnt zero-initialises the output layer
         torch.nn.init.normal_(lmnt.output_projection.weight, std=0.05)
     config, state_dict = convert_lmnt_state_dict(lmnt.state_dict(), lmnt_params)
-    vcfg = VocoderConfig(  # as wavediff.convert.convert_lmnt_checkpoint builds it
-        model=config,
-        diffusion=DiffusionConfig(schedule=ScheduleConfig(kind="custom", betas=list(lmnt_params.noise_schedule)),
-                                  loss="l1"),
-        mel=MelConfig.diffwave(),
-        prior=PriorConfig(kind="none"),
-        inference=InferenceConfig(sampler="fast", betas=list(lmnt_params.inference_noise_schedule), clip=1.0),
-    )
-    vocoder = Vocoder(vcfg)
-    vocoder.net.load_state_dict(state_dict, strict=True)
+    vocoder = lmnt_vocoder(config, state_dict, lmnt_params.noise_schedule, lmnt_params.inference_noise_schedule)
     return lmnt.to(device).eval(), lmnt_params, vocoder.to(device).eval()
 
 
 def lmnt_predict(model: torch.nn.Module, spectrogram: torch.Tensor, params: Any, device: torch.device) -> torch.Tensor:
     """``diffwave.inference.predict(..., fast_sampling=True)`` of diffwave 0.1.7 after its model loading."""
-    with torch.no_grad():
-        training_noise_schedule = np.array(params.noise_schedule)
-        inference_noise_schedule = np.array(params.inference_noise_schedule)
-        talpha = 1 - training_noise_schedule
-        talpha_cum = np.cumprod(talpha)
-        beta = inference_noise_schedule
-        alpha = 1 - beta
-        alpha_cum = np.cumprod(alpha)
-        T = []
-        for s in range(len(inference_noise_schedule)):
-            for t in range(len(training_noise_schedule) - 1):
-                if talpha_cum[t + 1] <= alpha_cum[s] <= talpha_cum[t]:
-                    twiddle = (talpha_cum[t] ** 0.5 - alpha_cum[s] ** 0.5) / (talpha_cum[t] ** 0.5 - talpha_cum[t + 1] ** 0.5)
-                    T.append(t + twiddle)
-                    break
-        T = np.array(T, dtype=np.float32)
-        if len(spectrogram.shape) == 2:
-            spectrogram = spectrogram.unsqueeze(0)
-        spectrogram = spectrogram.to(device)
-        audio = torch.randn(spectrogram.shape[0], params.hop_samples * spectrogram.shape[-1], device=device)
-        for n in range(len(alpha) - 1, -1, -1):
-            c1 = 1 / alpha[n] ** 0.5
-            c2 = beta[n] / (1 - alpha_cum[n]) ** 0.5
-            audio = c1 * (audio - c2 * model(audio, spectrogram, torch.tensor([T[n]], device=audio.device)).squeeze(1))
-            if n > 0:
-                noise = torch.randn_like(audio)
-                sigma = ((1.0 - alpha_cum[n - 1]) / (1.0 - alpha_cum[n]) * beta[n]) ** 0.5
-                audio += sigma * noise
-            audio = torch.clamp(audio, -1.0, 1.0)
-    return audio
+    from wavediff.convert import lmnt_reference_predict
+
+    return lmnt_reference_predict(model, spectrogram, params, device)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_posterior_matches_gaussian_conditioning():
     s = DIFFWAVE
     n = 12
     x0, xt = torch.tensor([[0.3]], dtype=torch.float64), torch.tensor([[-0.7]], dtype=torch.float64)
-    a_prev, a_n, beta = s.alpha_bars[n - 1].item(), s.alpha_bars[n].item(), s.betas[n].item()
+    a_prev, beta = s.alpha_bars[n - 1].item(), s.betas[n].item()
     # x_{n−1} | x0 ~ N(√ā_prev x0, 1−ā_prev);  x_n | x_{n−1} ~ N(√(1−β) x_{n−1}, β)
     prec = 1 / (1 - a_prev) + (1 - beta) / beta
     mean = (math.sqrt(a_prev) * 0.3 / (1 - a_prev) + math.sqrt(1 - beta) * -0.7 / beta) / prec

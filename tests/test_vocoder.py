@@ -6,42 +6,12 @@ from diffwave.model import DiffWave
 from diffwave.params import AttrDict, params as lmnt_base_params
 
 from wavediff.audio import MelConfig
-from wavediff.convert import convert_lmnt_checkpoint
+from wavediff.convert import convert_lmnt_checkpoint, lmnt_reference_predict
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS
 from wavediff.nn import DenoiserConfig
 from wavediff.pipelines import PriorConfig, Vocoder, VocoderConfig
 from wavediff.pipelines.schedule_search import search_schedule
 from wavediff.pipelines.vocoder import default_fast_betas
-
-
-def _lmnt_predict_fast(model, spectrogram, params):
-    """lmnt-com/diffwave 0.1.7 inference.predict(fast_sampling=True), transcribed (its module imports torchaudio)."""
-    training_noise_schedule = np.array(params.noise_schedule)
-    inference_noise_schedule = np.array(params.inference_noise_schedule)
-    talpha_cum = np.cumprod(1 - training_noise_schedule)
-    beta = inference_noise_schedule
-    alpha = 1 - beta
-    alpha_cum = np.cumprod(alpha)
-    T = []
-    for s in range(len(inference_noise_schedule)):
-        for t in range(len(training_noise_schedule) - 1):
-            if talpha_cum[t + 1] <= alpha_cum[s] <= talpha_cum[t]:
-                twiddle = (talpha_cum[t] ** 0.5 - alpha_cum[s] ** 0.5) / (talpha_cum[t] ** 0.5 - talpha_cum[t + 1] ** 0.5)
-                T.append(t + twiddle)
-                break
-    T = np.array(T, dtype=np.float32)
-    with torch.no_grad():
-        audio = torch.randn(spectrogram.shape[0], params.hop_samples * spectrogram.shape[-1])
-        for n in range(len(alpha) - 1, -1, -1):
-            c1 = 1 / alpha[n] ** 0.5
-            c2 = beta[n] / (1 - alpha_cum[n]) ** 0.5
-            audio = c1 * (audio - c2 * model(audio, spectrogram, torch.tensor([T[n]])).squeeze(1))
-            if n > 0:
-                noise = torch.randn_like(audio)
-                sigma = ((1.0 - alpha_cum[n - 1]) / (1.0 - alpha_cum[n]) * beta[n]) ** 0.5
-                audio += sigma * noise
-            audio = torch.clamp(audio, -1.0, 1.0)
-    return audio
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +41,7 @@ def test_converted_lmnt_checkpoint_reproduces_lmnt_fast_sampling(lmnt_model_and_
     assert (ref_eps - our_eps).abs().max().item() < 1e-5
     # identical 6-step fast sampling from the same global RNG state
     torch.manual_seed(123)
-    ref = _lmnt_predict_fast(model, mel, params)
+    ref = lmnt_reference_predict(model, mel, params)
     torch.manual_seed(123)
     ours = vocoder(mel)
     assert ours.shape == ref.shape == (2, 12 * 256)

@@ -38,6 +38,7 @@ __all__ = [
     "load_config",
     "load_state_dict",
     "load_model",
+    "load_weights",
     "update_config",
 ]
 
@@ -222,15 +223,19 @@ def load_state_dict(directory: str | os.PathLike[str], device: str | torch.devic
         raise ValueError(f"{str(path)!r} is not a readable safetensors file: {e}.") from None
 
 
+def load_weights(module: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
+    """Load ``model.safetensors`` into ``module`` (strict), with a one-line error on a mismatch."""
+    try:
+        module.load_state_dict(load_state_dict(directory), strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"Weights in {str(directory)!r} do not match its config.json: {str(e).splitlines()[0]}") from None
+    return module
+
+
 def load_model(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """(model in eval mode on ``device``, full config dict), built from ``config.json`` alone."""
     config = load_config(directory)
-    model = build_model(config)
-    state = load_state_dict(directory)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"Weights in {str(directory)!r} do not match its config.json: {e}") from None
+    model = load_weights(build_model(config), directory)
     return model.to(device).eval(), config
 
 

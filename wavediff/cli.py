@@ -19,43 +19,39 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------- train
+_TRAINABLE = {
+    "vocoder": (
+        "train a DiffWave-style vocoder on a folder of speech",
+        "Train a vocoder on an LJSpeech-layout folder (metadata.csv + wavs/) or any folder of audio files. "
+        "EXP gets run.json, state/ (resumable training state), logs/ (TensorBoard), features/ (cache) and "
+        "model/ (the EMA weights as a checkpoint for `wavediff vocode --checkpoint EXP`).",
+        "corpus folder",
+    ),
+    "acoustic": (
+        "train the text-to-mel diffusion acoustic model on a transcribed corpus",
+        "Train the acoustic model (transformer phoneme encoder, durations by monotonic alignment search, "
+        "mel diffusion from N(mu, I)) on an LJSpeech-layout folder (metadata.csv with transcripts + wavs/). "
+        "EXP has the same layout as a vocoder run; TensorBoard shows mel and alignment plots.",
+        "corpus folder with transcripts",
+    ),
+}
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model", description="Train a model (see `wavediff train vocoder --help`).")
     models = p.add_subparsers(dest="model", metavar="MODEL")
-    v = models.add_parser(
-        "vocoder",
-        help="train a DiffWave-style vocoder on a folder of speech",
-        description=(
-            "Train a vocoder on an LJSpeech-layout folder (metadata.csv + wavs/) or any folder of audio files. "
-            "EXP gets run.json, state/ (resumable training state), logs/ (TensorBoard), features/ (cache) and "
-            "model/ (the EMA weights as a checkpoint for `wavediff vocode --checkpoint EXP`). "
-            "Multi-GPU: torchrun --nproc_per_node=N -m wavediff train vocoder ..."
-        ),
-    )
-    v.add_argument("--data", required=True, metavar="DIR", help="corpus folder")
-    v.add_argument("--out", required=True, metavar="EXP", help="run directory")
-    v.add_argument("--config", default="base", metavar="YAML", help="packaged config name (base, tiny) or a YAML file (default: base)")
-    v.add_argument("--max-steps", type=int, default=None, metavar="N", help="stop after N optimiser steps")
-    _device_arg(v)
-    v.add_argument("--resume", action="store_true", help="continue the run in EXP from its latest checkpoint")
-    v.set_defaults(func=_run_train_vocoder)
-    a = models.add_parser(
-        "acoustic",
-        help="train the text-to-mel diffusion acoustic model on a transcribed corpus",
-        description=(
-            "Train the acoustic model (transformer phoneme encoder, durations by monotonic alignment search, "
-            "mel diffusion from N(mu, I)) on an LJSpeech-layout folder (metadata.csv with transcripts + wavs/). "
-            "EXP has the same layout as a vocoder run; TensorBoard shows mel and alignment plots. "
-            "Multi-GPU: torchrun --nproc_per_node=N -m wavediff train acoustic ..."
-        ),
-    )
-    a.add_argument("--data", required=True, metavar="DIR", help="corpus folder with transcripts")
-    a.add_argument("--out", required=True, metavar="EXP", help="run directory")
-    a.add_argument("--config", default="base", metavar="YAML", help="packaged config name (base, tiny) or a YAML file (default: base)")
-    a.add_argument("--max-steps", type=int, default=None, metavar="N", help="stop after N optimiser steps")
-    _device_arg(a)
-    a.add_argument("--resume", action="store_true", help="continue the run in EXP from its latest checkpoint")
-    a.set_defaults(func=_run_train_acoustic)
+    for name, (help_text, description, data_help) in _TRAINABLE.items():
+        m = models.add_parser(
+            name, help=help_text,
+            description=f"{description} Multi-GPU: torchrun --nproc_per_node=N -m wavediff train {name} ...",
+        )
+        m.add_argument("--data", required=True, metavar="DIR", help=data_help)
+        m.add_argument("--out", required=True, metavar="EXP", help="run directory")
+        m.add_argument("--config", default="base", metavar="YAML", help="packaged config name (base, tiny) or a YAML file (default: base)")
+        m.add_argument("--max-steps", type=int, default=None, metavar="N", help="stop after N optimiser steps")
+        _device_arg(m)
+        m.add_argument("--resume", action="store_true", help="continue the run in EXP from its latest checkpoint")
+        m.set_defaults(func=_run_train)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -68,17 +64,12 @@ def _train_result(stats: dict, out) -> int:
     return 0
 
 
-def _run_train_acoustic(args) -> int:
-    from wavediff.train.acoustic import train_acoustic
-
-    stats = train_acoustic(args.data, args.out, args.config, args.max_steps, args.device, args.resume)
-    return _train_result(stats, args.out)
-
-
-def _run_train_vocoder(args) -> int:
-    from wavediff.train.vocoder import train_vocoder
-
-    stats = train_vocoder(args.data, args.out, args.config, args.max_steps, args.device, args.resume)
+def _run_train(args) -> int:
+    if args.model == "vocoder":
+        from wavediff.train.vocoder import train_vocoder as train
+    else:
+        from wavediff.train.acoustic import train_acoustic as train
+    stats = train(args.data, args.out, args.config, args.max_steps, args.device, args.resume)
     return _train_result(stats, args.out)
 
 

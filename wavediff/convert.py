@@ -26,6 +26,8 @@ from wavediff.nn.denoiser import Denoiser, DenoiserConfig, DiffusionEmbedding, u
 
 __all__ = [
     "convert_lmnt_checkpoint",
+    "lmnt_vocoder",
+    "lmnt_reference_predict",
     "LMNT_DEFAULT_NOISE_SCHEDULE",
     "LMNT_DEFAULT_INFERENCE_NOISE_SCHEDULE",
     "convert_lmnt_state_dict",
@@ -242,17 +244,15 @@ def load_lmnt_checkpoint(
     return config, converted, noise_schedule, inference_schedule
 
 
-def convert_lmnt_checkpoint(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
-    """An lmnt-com/diffwave ``weights.pt`` → a wavediff vocoder checkpoint directory.
+def lmnt_vocoder(config: DenoiserConfig, state_dict: Mapping[str, torch.Tensor], noise_schedule, inference_schedule):
+    """A wavediff :class:`~wavediff.pipelines.Vocoder` that reproduces lmnt's ``predict``.
 
-    The result uses the ``diffwave`` mel preset (lmnt's features), lmnt's training βs as a custom
-    schedule, its inference βs as the fast schedule, no prior, and lmnt's per-step clamp to [−1, 1];
-    so ``Vocoder.from_pretrained(out_dir)`` reproduces lmnt's ``predict``."""
+    The ``diffwave`` mel preset (lmnt's features), lmnt's training βs as a custom schedule, its
+    inference βs as the fast schedule, no prior, and lmnt's per-step clamp to [−1, 1]."""
     from wavediff.audio import MelConfig
     from wavediff.diffusion import DiffusionConfig, ScheduleConfig
     from wavediff.pipelines.vocoder import InferenceConfig, PriorConfig, Vocoder, VocoderConfig
 
-    config, state_dict, noise_schedule, inference_schedule = load_lmnt_checkpoint(path)
     if config.cond_channels is None:
         raise ValueError("unconditional lmnt checkpoints are not supported")
     mel = MelConfig.diffwave()
@@ -269,5 +269,48 @@ def convert_lmnt_checkpoint(path: str | os.PathLike[str], out_dir: str | os.Path
         inference=InferenceConfig(sampler="fast", betas=list(inference_schedule), clip=1.0),
     )
     vocoder = Vocoder(vcfg)
-    vocoder.net.load_state_dict(state_dict, strict=True)
-    return vocoder.save_pretrained(out_dir)
+    vocoder.net.load_state_dict(dict(state_dict), strict=True)
+    return vocoder
+
+
+def convert_lmnt_checkpoint(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    """An lmnt-com/diffwave ``weights.pt`` → a wavediff vocoder checkpoint directory (see :func:`lmnt_vocoder`)."""
+    config, state_dict, noise_schedule, inference_schedule = load_lmnt_checkpoint(path)
+    return lmnt_vocoder(config, state_dict, noise_schedule, inference_schedule).save_pretrained(out_dir)
+
+
+@torch.no_grad()
+def lmnt_reference_predict(model: torch.nn.Module, spectrogram: torch.Tensor, params, device="cpu") -> torch.Tensor:
+    """lmnt-com/diffwave 0.1.7 ``inference.predict(fast_sampling=True)`` after its model loading,
+    transcribed (its module imports torchaudio). A reference for tests and benchmarks, not for use:
+    ``model`` is lmnt's own ``DiffWave``, ``params`` its params."""
+    import numpy as np
+
+    training_noise_schedule = np.array(params.noise_schedule)
+    inference_noise_schedule = np.array(params.inference_noise_schedule)
+    talpha_cum = np.cumprod(1 - training_noise_schedule)
+    beta = inference_noise_schedule
+    alpha = 1 - beta
+    alpha_cum = np.cumprod(alpha)
+    T = []
+    for s in range(len(inference_noise_schedule)):
+        for t in range(len(training_noise_schedule) - 1):
+            if talpha_cum[t + 1] <= alpha_cum[s] <= talpha_cum[t]:
+                twiddle = (talpha_cum[t] ** 0.5 - alpha_cum[s] ** 0.5) / (talpha_cum[t] ** 0.5 - talpha_cum[t + 1] ** 0.5)
+                T.append(t + twiddle)
+                break
+    T = np.array(T, dtype=np.float32)
+    if len(spectrogram.shape) == 2:
+        spectrogram = spectrogram.unsqueeze(0)
+    spectrogram = spectrogram.to(device)
+    audio = torch.randn(spectrogram.shape[0], params.hop_samples * spectrogram.shape[-1], device=device)
+    for n in range(len(alpha) - 1, -1, -1):
+        c1 = 1 / alpha[n] ** 0.5
+        c2 = beta[n] / (1 - alpha_cum[n]) ** 0.5
+        audio = c1 * (audio - c2 * model(audio, spectrogram, torch.tensor([T[n]], device=audio.device)).squeeze(1))
+        if n > 0:
+            noise = torch.randn_like(audio)
+            sigma = ((1.0 - alpha_cum[n - 1]) / (1.0 - alpha_cum[n]) * beta[n]) ** 0.5
+            audio += sigma * noise
+        audio = torch.clamp(audio, -1.0, 1.0)
+    return audio

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .gaussian import VARIANCES, expand, p_mean_variance
+from .gaussian import VARIANCES, p_mean_variance
 from .schedule import DIFFWAVE_FAST_BETAS, NoiseSchedule
 
 __all__ = [

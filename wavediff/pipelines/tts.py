@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from wavediff.audio import MelConfig
-from wavediff.checkpoint import load_config, load_state_dict, register_model, save_pretrained
+from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained
 from wavediff.diffusion import AffinePrior, Diffusion, DiffusionConfig, ScheduleConfig, sample, variational_bound
 from wavediff.nn.acoustic import AcousticConfig, AcousticModel
 from wavediff.nn.alignment import sequence_mask
@@ -104,10 +104,7 @@ class AcousticPipeline(nn.Module):
         if cfg.get("model_type") != MODEL_TYPE:
             raise ValueError(f"{directory} holds a {cfg.get('model_type')!r} checkpoint, not an acoustic model")
         pipe = cls(AcousticModelConfig.from_dict(cfg))
-        try:
-            pipe.model.load_state_dict(load_state_dict(directory), strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"weights in {directory} do not match its config.json: {str(e).splitlines()[0]}") from None
+        load_weights(pipe.model, directory)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return pipe.to(device).eval()
 

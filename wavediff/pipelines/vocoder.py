@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from wavediff.audio import MelConfig, MelSpectrogram, decompress_mel, validate_mel, validate_waveform
-from wavediff.checkpoint import load_config, load_state_dict, register_model, save_pretrained
+from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, sample
 from wavediff.nn import Denoiser, DenoiserConfig
 
@@ -136,10 +136,7 @@ class Vocoder(nn.Module):
         if cfg.get("model_type") != MODEL_TYPE:
             raise ValueError(f"{directory} holds a {cfg.get('model_type')!r} checkpoint, not a vocoder")
         vocoder = cls(VocoderConfig.from_dict(cfg))
-        try:
-            vocoder.net.load_state_dict(load_state_dict(directory), strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"weights in {directory} do not match its config.json: {str(e).splitlines()[0]}") from None
+        load_weights(vocoder.net, directory)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return vocoder.to(device).eval()
 

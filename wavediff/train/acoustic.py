@@ -6,7 +6,6 @@ runs at one cache folder computes mels once.
 """
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ from wavediff.nn.encoder import EncoderConfig
 from wavediff.pipelines.tts import AcousticLoss, AcousticModelConfig, AcousticPipeline, TTSInference
 from wavediff.text import TextFrontend
 
-from .configs import RUN_FILE, read_run_file, write_run_file
+from .configs import RUN_FILE, run_config, train_config, write_run_file
 from .configs import load_recipe_config as _load
-from .trainer import TrainConfig, Trainer
+from .trainer import Trainer
 
 __all__ = ["load_acoustic_config", "resolve_acoustic_config", "train_acoustic"]
 
@@ -83,20 +82,12 @@ def train_acoustic(
 ) -> dict:
     """Train (or resume) an acoustic model on a transcribed corpus; returns the trainer's stats."""
     out = Path(out_dir)
-    saved = read_run_file(out)
-    if saved is not None and not resume:
-        raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    cfg = saved if saved is not None else copy.deepcopy(load_acoustic_config(config))
-    train_section = dict(cfg.get("train") or {})
-    if max_steps is not None:
-        train_section["max_steps"] = int(max_steps)
-    if device is not None:
-        train_section["device"] = device
-    tcfg = TrainConfig.from_dict(train_section)
+    cfg, resumed = run_config(out, resume, lambda: load_acoustic_config(config))
+    tcfg = train_config(cfg, max_steps, device)
     text_cfg = cfg.get("text") or {}
     frontend = TextFrontend.from_dict(text_cfg["frontend"]) if "frontend" in text_cfg else TextFrontend(**text_cfg)
     acfg = resolve_acoustic_config(cfg, frontend)
-    if saved is None:
+    if not resumed:
         cfg.setdefault("text", {})["frontend"] = frontend.to_dict()  # the inventory is fixed for the run
         write_run_file(out, cfg)
 

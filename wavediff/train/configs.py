@@ -1,15 +1,18 @@
 """Training configurations: packaged YAML files by name, or a user's YAML file, plus run.json."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
-__all__ = ["load_recipe_config", "packaged_configs", "RUN_FILE", "write_run_file", "read_run_file"]
+__all__ = [
+    "load_recipe_config", "packaged_configs", "RUN_FILE", "write_run_file", "read_run_file", "run_config", "train_config",
+]
 
 RUN_FILE = "run.json"
 
@@ -56,3 +59,25 @@ def write_run_file(out: Path, cfg: dict[str, Any]) -> None:
     tmp = out / (RUN_FILE + ".tmp")
     tmp.write_text(json.dumps(cfg, indent=2) + "\n")
     os.replace(tmp, out / RUN_FILE)
+
+
+def run_config(out: Path, resume: bool, load_default: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """The run's configuration: ``run.json`` when resuming, else ``load_default()``; (config, resumed?).
+
+    Refuses to start a new run over an existing one (that needs ``--resume`` or another folder)."""
+    saved = read_run_file(out)
+    if saved is not None and not resume:
+        raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    return (saved, True) if saved is not None else (copy.deepcopy(load_default()), False)
+
+
+def train_config(cfg: dict[str, Any], max_steps: int | None, device: str | None):
+    """The ``train`` section with command-line overrides, as a :class:`TrainConfig`."""
+    from .trainer import TrainConfig
+
+    section = dict(cfg.get("train") or {})
+    if max_steps is not None:
+        section["max_steps"] = int(max_steps)
+    if device is not None:
+        section["device"] = device
+    return TrainConfig.from_dict(section)

@@ -7,7 +7,6 @@ EMA weights, refreshed at every checkpoint: ``wavediff vocode --checkpoint EXP``
 """
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ from wavediff.diffusion import DiffusionConfig
 from wavediff.nn import DenoiserConfig
 from wavediff.pipelines.vocoder import InferenceConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss
 
-from .configs import RUN_FILE, read_run_file, write_run_file
+from .configs import RUN_FILE, run_config, train_config, write_run_file
 from .configs import load_recipe_config as _load
-from .trainer import TrainConfig, Trainer
+from .trainer import Trainer
 
 __all__ = ["load_recipe_config", "resolve_vocoder_config", "fit_prior_gain", "train_vocoder", "RUN_FILE"]
 
@@ -108,19 +107,10 @@ def train_vocoder(
 ) -> dict:
     """Train (or resume) a vocoder on a corpus folder; returns the trainer's final stats."""
     out = Path(out_dir)
-    run_file = out / RUN_FILE
-    saved = read_run_file(out)
-    if saved is not None and not resume:
-        raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    cfg = saved if saved is not None else copy.deepcopy(load_recipe_config(config))
+    cfg, resumed = run_config(out, resume, lambda: load_recipe_config(config))
     for section, values in (overrides or {}).items():
         cfg.setdefault(section, {}).update(values)
-    train_section = dict(cfg.get("train") or {})
-    if max_steps is not None:
-        train_section["max_steps"] = int(max_steps)
-    if device is not None:
-        train_section["device"] = device
-    tcfg = TrainConfig.from_dict(train_section)
+    tcfg = train_config(cfg, max_steps, device)
     vcfg = resolve_vocoder_config(cfg)
     train_ds, val_ds = _datasets(data_dir, vcfg, cfg.get("data") or {}, out / "features", tcfg.seed)
 
@@ -128,7 +118,7 @@ def train_vocoder(
         gain = fit_prior_gain(train_ds, vcfg.mel)
         cfg.setdefault("prior", {})["gain"] = gain
         vcfg.prior.gain = gain
-    if not run_file.is_file():
+    if not resumed:
         write_run_file(out, cfg)
 
     torch.manual_seed(tcfg.seed)
