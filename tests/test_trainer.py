@@ -230,7 +230,7 @@ def test_user_errors_are_value_errors(tmp_path: Path) -> None:
 
 def test_killed_run_resumes_to_identical_weights(tmp_path: Path, reference_run) -> None:
     ref_stats, ref_weights = reference_run
-    proc = _start_and_wait_for(tmp_path, STATE_10, "--step-sleep", "0.05")
+    proc = _start_and_wait_for(tmp_path, STATE_10, "--step-sleep", "0.25")  # 30 steps left: a wide window under load
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -246,7 +246,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path, reference_run) 
 
 def test_sigterm_saves_gracefully_and_resumes_to_identical_weights(tmp_path: Path, reference_run) -> None:
     _, ref_weights = reference_run
-    proc = _start_and_wait_for(tmp_path, STATE_10, "--step-sleep", "0.05")
+    proc = _start_and_wait_for(tmp_path, STATE_10, "--step-sleep", "0.25")  # 30 steps left: a wide window under load
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr[-3000:]

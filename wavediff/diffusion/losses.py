@@ -109,7 +109,7 @@ class Diffusion:
     ) -> tuple[torch.Tensor, dict]:
         """ε-loss (+ λ·L_vlb for learned variance) at uniformly drawn integer steps.
 
-        Returns (loss, logs). With a prior the network is fed x_t = μ + s·y_t and predicts the
+        Returns (loss, logs: detached 0-d tensors). With a prior the network is fed x_t = μ + s·y_t and predicts the
         standard noise of y (PriorGrad / Grad-TTS)."""
         y0 = prior.to_standard(x0) if prior is not None else x0
         b = x0.shape[0]
@@ -121,13 +121,14 @@ class Diffusion:
         xt = prior.from_standard(yt) if prior is not None else yt
         eps, v = self.split(net(xt, t))
         loss = eps_loss(eps, noise, self.config.loss, mask)
-        logs = {"loss_eps": loss.detach().item()}
+        # logs stay tensors: a .item() here would stall the GPU every step (the trainer averages them)
+        logs = {"loss_eps": loss.detach()}
         if v is not None:
             # L_vlb trains only the variance: stop the gradient through the mean (Nichol & Dhariwal).
             nats = vlb_term(self.schedule, y0, yt, t, eps.detach(), "learned", v, self.config.bits, prior, mask)
             dims = mask.expand_as(y0).flatten(1).sum(1) if mask is not None else y0[0].numel()
             vlb = (nats / dims).mean() * self.schedule.num_steps
             loss = loss + self.config.vlb_weight * vlb.to(loss.dtype)
-            logs["loss_vlb"] = vlb.detach().item()
-        logs["loss"] = loss.detach().item()
+            logs["loss_vlb"] = vlb.detach()
+        logs["loss"] = loss.detach()
         return loss, logs

@@ -140,11 +140,11 @@ class AcousticPipeline(nn.Module):
             lambda x, t: self.model.denoiser(x * mel_mask, t, cond), x0, prior=AffinePrior(mean=mu_x), mask=mel_mask
         )
         loss = loss_diff + loss_prior + loss_dur
-        return loss, {
-            "loss": loss.detach().item(),
-            "loss_diffusion": loss_diff.detach().item(),
-            "loss_prior": loss_prior.detach().item(),
-            "loss_duration": loss_dur.detach().item(),
+        return loss, {  # detached tensors, no host sync (the trainer averages them)
+            "loss": loss.detach(),
+            "loss_diffusion": loss_diff.detach(),
+            "loss_prior": loss_prior.detach(),
+            "loss_duration": loss_dur.detach(),
         }
 
     def _segment(self, x0, mu_x, h_x, mask, mel_len):
