@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     stats = trainer.fit(resume=args.resume)
     weights = {"model": trainer.model.state_dict(), "ema": trainer.ema_model.state_dict()}
     real_save(weights, out / f"final-rank{rank}.pt")
-    print(json.dumps(stats), flush=True)
+    # one write of the whole line: under torchrun two ranks share stdout, and print() may write
+    # the text and its newline separately, so the ranks' lines could run together
+    sys.stdout.write(json.dumps(stats) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
