@@ -25,10 +25,8 @@ side falls back to a verbatim copy of ``DiffWaveLearner.train_step`` and says so
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -37,6 +35,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from _common import environment
 from torch import nn
 
 SAMPLE_RATE = 22050
@@ -308,22 +308,6 @@ def profile(case: Case, device: torch.device, out_dir: Path, steps: int = 3, row
 # ------------------------------------------------------------------------------------------------
 # reporting
 # ------------------------------------------------------------------------------------------------
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    env = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-        env["cuda"] = torch.version.cuda
-        env["cudnn"] = torch.backends.cudnn.version()
-    else:
-        env["cpu_threads"] = torch.get_num_threads()
-    return env
 
 
 def _rate(value: float) -> str:

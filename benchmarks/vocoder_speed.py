@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import gc
 import json
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +34,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from _common import environment
 
 HOP = 256
 SAMPLE_RATE = 22050
@@ -177,21 +177,6 @@ def check_same_audio(models, device: torch.device) -> float:
 # ------------------------------------------------------------------------------------------------
 # reporting
 # ------------------------------------------------------------------------------------------------
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    env = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-        env["cuda"] = torch.version.cuda
-    else:
-        env["cpu_threads"] = torch.get_num_threads()
-    return env
 
 
 def markdown_table(results: list[Result], device: torch.device) -> str:

@@ -198,3 +198,14 @@ def test_every_readme_command_matches_its_help():
         assert r.returncode == 0, (line, r.stderr)
         for opt in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", line.split(" -m wavediff ")[-1]):
             assert opt in r.stdout, f"README command {line!r} uses {opt}, which `wavediff {' '.join(sub)} --help` does not list"
+
+
+def test_device_cuda_without_cuda_is_a_one_line_error(tmp_path, trained):
+    exp, _ = trained
+    np.save(tmp_path / "in.npy", np.full((80, 10), -6.0, dtype=np.float32))
+    r = _run("vocode", str(tmp_path / "in.npy"), "-o", str(tmp_path / "x.wav"), "--checkpoint", str(exp), "--device", "cuda", "--steps", "1")
+    if torch.cuda.is_available():
+        assert r.returncode == 0, r.stderr
+    else:
+        assert r.returncode == 2 and "CUDA is not available" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "x.wav").exists()

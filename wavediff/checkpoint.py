@@ -192,8 +192,9 @@ def _checkpoint_dir(directory: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parsed ``config.json`` of a checkpoint, checked for the required keys and a known model_type."""
+def load_config(directory: str | os.PathLike[str], model_type: str | None = None) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint, checked for the required keys and a known model_type
+    (and, when given, for being a ``model_type`` checkpoint)."""
     path = _checkpoint_dir(directory) / CONFIG_NAME
     if not path.is_file():
         raise ValueError(f"Checkpoint {str(path.parent)!r} has no {CONFIG_NAME}.")
@@ -209,6 +210,8 @@ def load_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(config["model"], dict):
         raise ValueError(f"{str(path)!r}: 'model' must be a JSON object.")
     _lookup(config["model_type"])
+    if model_type is not None and config["model_type"] != model_type:
+        raise ValueError(f"{str(directory)!r} holds a {config['model_type']!r} checkpoint, not a {model_type!r} one.")
     return config
 
 

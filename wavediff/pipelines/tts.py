@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from wavediff.audio import MelConfig
+from wavediff.device import device_type
 from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained
 from wavediff.diffusion import AffinePrior, Diffusion, DiffusionConfig, ScheduleConfig, sample, variational_bound
 from wavediff.nn.acoustic import AcousticConfig, AcousticModel
@@ -100,13 +101,11 @@ class AcousticPipeline(nn.Module):
     # -------------------------------------------------------------- persistence
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> "AcousticPipeline":
-        cfg = load_config(directory)
-        if cfg.get("model_type") != MODEL_TYPE:
-            raise ValueError(f"{directory} holds a {cfg.get('model_type')!r} checkpoint, not an acoustic model")
+        cfg = load_config(directory, MODEL_TYPE)
         pipe = cls(AcousticModelConfig.from_dict(cfg))
         load_weights(pipe.model, directory)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return pipe.to(device).eval()
+        kind = device_type(device)  # a clear error for CUDA on a machine without it
+        return pipe.to(device if device is not None else kind).eval()
 
     def save_pretrained(self, directory: str | os.PathLike, state_dict: dict | None = None) -> Path:
         return save_pretrained(directory, self.model, self.config.to_dict(), MODEL_TYPE, state_dict=state_dict)
@@ -267,7 +266,7 @@ class TTS:
         from .files import load_vocoder
         from .vocoder import Vocoder
 
-        acoustic = AcousticPipeline.from_pretrained(directory, device=device)
+        acoustic = AcousticPipeline.from_pretrained(directory, device=device)  # checks the device
         if not isinstance(vocoder, Vocoder):
             vocoder = load_vocoder(vocoder, device=str(acoustic.device))
         return cls(acoustic, vocoder)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from wavediff.audio import MelConfig, MelSpectrogram, decompress_mel, validate_mel, validate_waveform
+from wavediff.device import device_type
 from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, sample
 from wavediff.nn import Denoiser, DenoiserConfig
@@ -132,13 +133,11 @@ class Vocoder(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> "Vocoder":
         """Build from ``config.json`` and load ``model.safetensors`` (EMA weights)."""
-        cfg = load_config(directory)
-        if cfg.get("model_type") != MODEL_TYPE:
-            raise ValueError(f"{directory} holds a {cfg.get('model_type')!r} checkpoint, not a vocoder")
+        cfg = load_config(directory, MODEL_TYPE)
         vocoder = cls(VocoderConfig.from_dict(cfg))
         load_weights(vocoder.net, directory)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return vocoder.to(device).eval()
+        kind = device_type(device)  # a clear error for CUDA on a machine without it
+        return vocoder.to(device if device is not None else kind).eval()
 
     def save_pretrained(self, directory: str | os.PathLike, state_dict: dict | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (``state_dict``: e.g. EMA weights of ``net``)."""

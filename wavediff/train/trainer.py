@@ -64,6 +64,8 @@ __all__ = [
     "set_rng_state",
 ]
 
+from wavediff.device import device_type as resolve_device_type  # noqa: E402
+
 logger = logging.getLogger("wavediff.train")
 
 LossFn = Callable[[nn.Module, Any], Any]
@@ -393,7 +395,7 @@ class Trainer:
         self.state_dir = self.out_dir / _STATE_DIR
 
         # -- device, process group, precision ----------------------------------------------------
-        device_type = self._device_type(config.device)
+        device_type = resolve_device_type(config.device)
         self.dist: DistInfo = init_distributed(device_type)
         try:
             self.device = self._device(config.device, device_type)
@@ -458,20 +460,6 @@ class Trainer:
         self._writer: Any = None
 
     # -- setup helpers ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _device_type(requested: str | None) -> str:
-        if requested is None:
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            kind = torch.device(requested).type
-        except RuntimeError:
-            raise ValueError(f"unknown device {requested!r}; use 'cpu', 'cuda' or 'cuda:N'.") from None
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {requested!r} requested but CUDA is not available.")
-        if kind not in ("cpu", "cuda"):
-            raise ValueError(f"device {requested!r} is not supported; use 'cpu' or 'cuda'.")
-        return kind
 
     def _device(self, requested: str | None, kind: str) -> torch.device:
         if kind == "cpu":
