@@ -211,7 +211,8 @@ def load_config(directory: str | os.PathLike[str], model_type: str | None = None
         raise ValueError(f"{str(path)!r}: 'model' must be a JSON object.")
     _lookup(config["model_type"])
     if model_type is not None and config["model_type"] != model_type:
-        raise ValueError(f"{str(directory)!r} holds a {config['model_type']!r} checkpoint, not a {model_type!r} one.")
+        wanted = {"acoustic": "an acoustic model"}.get(model_type, f"a {model_type}")
+        raise ValueError(f"{str(directory)!r} holds a {config['model_type']!r} checkpoint, not {wanted}.")
     return config
 
 
