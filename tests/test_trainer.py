@@ -207,6 +207,27 @@ def test_resume_without_state_starts_fresh(tmp_path: Path, caplog) -> None:
     assert (tmp_path / "state" / "step-00000003.pt").is_file()  # the end-of-run checkpoint
 
 
+def test_max_time_stops_saves_and_resume_continues(tmp_path: Path) -> None:
+    slow = toy.make_loss_fn(0.0)
+
+    def loss_fn(model, batch):  # ~20 ms a step, so a 0.3 s budget ends well before max_steps
+        time.sleep(0.02)
+        return slow(model, batch)
+
+    def make_trainer() -> Trainer:
+        return Trainer(toy.make_model(), loss_fn, toy.SineDataset(16), tmp_path,
+                       _config(max_steps=1000, ckpt_every=0, val_every=0, batch_size=4))
+
+    first = make_trainer().fit(max_time=0.3)
+    assert first["interrupted"] and first["time_limited"]
+    assert 1 <= first["step"] < 100
+    assert first["checkpoint"] == str(tmp_path / "state" / f"step-{first['step']:08d}.pt")
+    second = make_trainer().fit(resume=True, max_time=0.3)
+    assert second["time_limited"] and second["step"] > first["step"]
+    with pytest.raises(ValueError, match="max_time must be > 0"):
+        make_trainer().fit(max_time=0)
+
+
 def test_user_errors_are_value_errors(tmp_path: Path) -> None:
     model, loss_fn = toy.make_model(), toy.make_loss_fn(0.0)
     with pytest.raises(ValueError, match="train_dataset is empty"):

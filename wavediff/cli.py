@@ -49,6 +49,8 @@ def _add_train(sub) -> None:
         m.add_argument("--out", required=True, metavar="EXP", help="run directory")
         m.add_argument("--config", default="base", metavar="YAML", help="packaged config name (base, tiny) or a YAML file (default: base)")
         m.add_argument("--max-steps", type=int, default=None, metavar="N", help="stop after N optimiser steps")
+        m.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
+                       help="stop after SECONDS of wall-clock time in this run (state saved; --resume continues)")
         _device_arg(m)
         m.add_argument("--resume", action="store_true", help="continue the run in EXP from its latest checkpoint")
         m.set_defaults(func=_run_train)
@@ -57,6 +59,9 @@ def _add_train(sub) -> None:
 
 def _train_result(stats: dict, out) -> int:
     """Exit 0 when training reached its target; 130 when it was stopped (state saved, resumable)."""
+    if stats.get("time_limited"):
+        print(f"--max-time reached at step {stats.get('step')}; checkpoint: {out}/model (--resume continues)")
+        return 0
     if stats.get("interrupted"):
         print(f"stopped at step {stats.get('step')}; run again with --resume to continue", file=sys.stderr)
         return 130
@@ -69,7 +74,9 @@ def _run_train(args) -> int:
         from wavediff.train.vocoder import train_vocoder as train
     else:
         from wavediff.train.acoustic import train_acoustic as train
-    stats = train(args.data, args.out, args.config, args.max_steps, args.device, args.resume)
+    if args.max_time is not None and not args.max_time > 0:
+        raise ValueError(f"--max-time must be > 0 seconds, got {args.max_time}")
+    stats = train(args.data, args.out, args.config, args.max_steps, args.device, args.resume, max_time=args.max_time)
     return _train_result(stats, args.out)
 
 

@@ -23,6 +23,7 @@ data_dir=""                   # an existing LJSpeech-layout corpus: stage 0 is s
 download_dir=downloads        # where stage 0 puts the archive and LJSpeech-1.1/
 exp_dir=""                    # default: exp/<config name>
 ngpu=""                       # empty: CUDA if available; 0: CPU; N > 1: torchrun with N processes
+max_time=""                   # seconds a training stage may run in this call (empty: no limit)
 url=https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2
 sha256=be1a30453f28eb8dd26af4101ae40cbf2c50413b1bb21936cbcdc6fae3de8aa5
 python=${PYTHON:-python3}     # the interpreter that has wavediff installed
@@ -37,6 +38,7 @@ Usage: $0 [options]
   --download-dir DIR stage 0 downloads and extracts here (default $download_dir)
   --exp-dir DIR      experiment folder (default exp/<config>)
   --ngpu N           0: CPU; 1: one GPU; N > 1: torchrun --nproc_per_node=N (default: GPU if available)
+  --max-time S       stop each training stage after S seconds (state saved; run the stage again to resume)
   --url URL          archive to download in stage 0 (default: the LJSpeech-1.1 release)
   --sha256 HEX       its expected SHA-256 (empty: not checked)
 Environment: PYTHON (default python3) runs \`\$PYTHON -m wavediff\`.
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
         --download-dir) download_dir=$2; shift 2 ;;
         --exp-dir) exp_dir=$2; shift 2 ;;
         --ngpu) ngpu=$2; shift 2 ;;
+        --max-time) max_time=$2; shift 2 ;;
         --url) url=$2; shift 2 ;;
         --sha256) sha256=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -122,6 +125,7 @@ train() {
     [ -e "$run/features" ] || ln -s ../features "$run/features"   # stage 2's cache
     local args=(train "$kind" --data "$data/train" --out "$run" --config "$yaml")
     [ -z "$steps" ] || args+=(--max-steps "$steps")
+    [ -z "$max_time" ] || args+=(--max-time "$max_time")
     [ ! -f "$run/run.json" ] || args+=(--resume)
     args+=(${device_args[@]+"${device_args[@]}"})
     if [ -n "$ngpu" ] && [ "$ngpu" -gt 1 ]; then

@@ -23,6 +23,7 @@ python=${PYTHON:-python3}
 config=base                   # ../ljspeech/conf/NAME.yaml or a YAML path
 exp_dir=""                    # default: exp/festival_<config>
 ngpu=""
+max_time=""
 
 usage() {
     cat <<EOF
@@ -33,7 +34,7 @@ Usage: $0 [options]
   --data-dir DIR               corpus folder (default $data_dir)
   --sentences FILE             'id|text' lines to read (default local/transcripts.csv: LJSpeech's 13,100)
   --shuffle-seed S             read the sentences in a seeded random order
-  --config NAME, --ngpu N     as in ../ljspeech/run.sh (default config $config)
+  --config NAME, --ngpu N, --max-time S   as in ../ljspeech/run.sh (default config $config)
   --exp-dir DIR                experiment folder (default exp/festival_<config>)
 Environment: PYTHON (default python3) runs \`\$PYTHON -m wavediff\`.
 EOF
@@ -52,6 +53,7 @@ while [ $# -gt 0 ]; do
         --config) config=$2; shift 2 ;;
         --exp-dir) exp_dir=$2; shift 2 ;;
         --ngpu) ngpu=$2; shift 2 ;;
+        --max-time) max_time=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "$0: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -74,5 +76,6 @@ fi
 if [ "$stop_stage" -ge 1 ]; then
     first=$(( stage > 1 ? stage : 1 ))
     PYTHON=$python "$ljspeech" --data-dir "$data_dir" --stage "$first" --stop-stage "$stop_stage" \
-        --config "$config" --exp-dir "$exp_dir" ${ngpu:+--ngpu "$ngpu"}
+        --config "$config" --exp-dir "$exp_dir" ${ngpu:+--ngpu "$ngpu"} \
+        ${max_time:+--max-time "$max_time"}
 fi

@@ -79,6 +79,7 @@ def train_acoustic(
     max_steps: int | None = None,
     device: str | None = None,
     resume: bool = False,
+    max_time: float | None = None,
 ) -> dict:
     """Train (or resume) an acoustic model on a transcribed corpus; returns the trainer's stats."""
     out = Path(out_dir)
@@ -114,7 +115,7 @@ def train_acoustic(
         on_validate=_log_validation(val_ds, split.val),
         export_fn=lambda ema, directory: ema.pipeline.save_pretrained(directory),
     )
-    return trainer.fit(resume=resume)
+    return trainer.fit(resume=resume, max_time=max_time)
 
 
 def _log_validation(val_ds, utterances):

@@ -452,6 +452,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self._pending_rng: dict[str, Any] | None = None
         self._stop_requested = False
+        self._deadline: float | None = None
         self._last_saved_step = -1
         self._last_checkpoint: Path | None = None
         self._last_val_step = -1
@@ -723,10 +724,11 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------------
 
     def _stop_now(self) -> bool:
-        """Whether any rank was asked to stop (a signal); all ranks get the same answer."""
+        """Whether any rank was asked to stop (a signal) or ran out of time; all ranks get the same answer."""
+        stop = self._stop_requested or (self._deadline is not None and time.perf_counter() >= self._deadline)
         if not self.dist.enabled:
-            return self._stop_requested
-        flag = torch.tensor([float(self._stop_requested)],
+            return stop
+        flag = torch.tensor([float(stop)],
                             device=self.device if self.device.type == "cuda" else "cpu")
         return bool(self.dist.all_reduce_max(flag).item() > 0)
 
@@ -762,14 +764,20 @@ class Trainer:
         # purge_step hides events a killed run logged after the state we resumed from
         return SummaryWriter(log_dir=str(self.out_dir / _LOG_DIR), purge_step=self.step or None)
 
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train until ``max_steps`` (or a SIGINT/SIGTERM); returns the final statistics.
+    def fit(self, resume: bool = False, max_time: float | None = None) -> dict[str, Any]:
+        """Train until ``max_steps`` (or a SIGINT/SIGTERM, or ``max_time``); returns the final statistics.
 
         ``resume=True`` continues from ``out_dir/state/latest`` (or starts fresh, with a log line,
-        when there is none).  The returned dict has ``step``, ``epoch``, ``loss`` (mean over the
-        last log window), ``val_loss``, ``interrupted`` and ``checkpoint`` (path of the last state).
+        when there is none).  ``max_time``: stop (state saved, resumable) once this many wall-clock
+        seconds have passed since ``fit`` was called, start-up included.  The returned dict has
+        ``step``, ``epoch``, ``loss`` (mean over the last log window), ``val_loss``, ``interrupted``
+        (stopped before ``max_steps``), ``time_limited`` (that stop was ``max_time``'s) and
+        ``checkpoint`` (path of the last state).
         """
         cfg = self.config
+        if max_time is not None and not max_time > 0:
+            raise ValueError(f"max_time must be > 0 seconds, got {max_time}")
+        self._deadline = time.perf_counter() + max_time if max_time is not None else None
         self._stop_requested = False
         previous_handlers: dict[int, Any] = {}
         pbar = None
@@ -821,6 +829,7 @@ class Trainer:
                 "loss": self._last_logged.get("loss"),
                 "val_loss": self._last_val.get("loss"),
                 "interrupted": interrupted,
+                "time_limited": interrupted and not self._stop_requested,
                 "checkpoint": str(checkpoint) if checkpoint is not None else None,
             }
         finally:

@@ -103,6 +103,7 @@ def train_vocoder(
     max_steps: int | None = None,
     device: str | None = None,
     resume: bool = False,
+    max_time: float | None = None,
     overrides: dict[str, dict] | None = None,
 ) -> dict:
     """Train (or resume) a vocoder on a corpus folder; returns the trainer's final stats."""
@@ -135,7 +136,7 @@ def train_vocoder(
         on_validate=_log_validation_sample(val_ds),
         export_fn=lambda ema, directory: ema.vocoder.save_pretrained(directory),
     )
-    return trainer.fit(resume=resume)
+    return trainer.fit(resume=resume, max_time=max_time)
 
 
 def _log_validation_sample(val_ds):
