@@ -36,6 +36,7 @@ __all__ = [
     "SPLITS",
     "check_corpus",
     "prepare_corpus",
+    "write_split",
     "compute_features",
     "recipe_mel_configs",
     "load_recipe",
@@ -165,7 +166,7 @@ def _metadata_lines(root: Path) -> dict[str, str]:
     return lines
 
 
-def _write_split(folder: Path, utterances: list[Utterance], metadata: dict[str, str]) -> None:
+def write_split(folder: Path, utterances: list[Utterance], metadata: dict[str, str]) -> None:
     """One split as an LJSpeech-layout folder, built beside its final place and then swapped in."""
     staging = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -228,7 +229,7 @@ def prepare_corpus(
     out.mkdir(parents=True, exist_ok=True)
     metadata = _metadata_lines(root)
     for name in SPLITS:
-        _write_split(out / name, parts[name], metadata)
+        write_split(out / name, parts[name], metadata)
     summary = {
         "corpus": str(root.resolve()),
         "split": how,
