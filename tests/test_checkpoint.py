@@ -183,3 +183,21 @@ def test_registry(tmp_path, monkeypatch):
     assert built.lin.in_features == 2
     with pytest.raises(ValueError, match="model_type"):
         ckpt.build_model({"model": {}})
+
+
+def test_export_half_precision_halves_the_file_and_loads_as_float32(tmp_path):
+    model = make_model()
+    src = ckpt.save_pretrained(tmp_path / "full", model, {"note": "kept"}, "denoiser")
+    dst = ckpt.export_checkpoint(src, tmp_path / "half")
+    full_size = (src / ckpt.WEIGHTS_NAME).stat().st_size
+    half_size = (dst / ckpt.WEIGHTS_NAME).stat().st_size
+    assert 0.45 * full_size < half_size < 0.55 * full_size
+    assert all(t.dtype == torch.float16 for t in ckpt.load_state_dict(dst).values())
+    assert json.loads((dst / ckpt.CONFIG_NAME).read_text()) == json.loads((src / ckpt.CONFIG_NAME).read_text())
+    loaded, _ = ckpt.load_model(dst)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == torch.float32, name
+        torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0, msg=name)
+    torch.testing.assert_close(run(loaded), run(model), rtol=0, atol=2e-3)
+    with pytest.raises(ValueError, match="floating-point torch.dtype"):
+        ckpt.export_checkpoint(src, tmp_path / "bad", dtype=torch.int8)

@@ -40,6 +40,7 @@ __all__ = [
     "load_model",
     "load_weights",
     "update_config",
+    "export_checkpoint",
 ]
 
 CONFIG_NAME = "config.json"
@@ -135,6 +136,34 @@ def _tensors_for_saving(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
     return out
 
 
+def _write_checkpoint(target: Path, tensors: dict[str, torch.Tensor], full: dict[str, Any]) -> Path:
+    """Both files go to a temporary directory next to ``target`` and are moved into place with
+    ``os.replace``; a new directory appears in one atomic rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        with open(tmp / CONFIG_NAME, "w", encoding="utf-8") as f:
+            json.dump(full, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if not target.exists():
+            try:
+                os.replace(tmp, target)
+                return target
+            except OSError:
+                target.mkdir(parents=True, exist_ok=True)  # lost a race: fall through to per-file
+        if not target.is_dir():
+            raise ValueError(f"{target} exists and is not a directory.")
+        os.replace(tmp / WEIGHTS_NAME, target / WEIGHTS_NAME)
+        os.replace(tmp / CONFIG_NAME, target / CONFIG_NAME)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def save_pretrained(
     directory: str | os.PathLike[str],
     model: nn.Module,
@@ -159,30 +188,7 @@ def save_pretrained(
     full["model"] = _model_section(model, config)
     tensors = _tensors_for_saving(state_dict if state_dict is not None else model.state_dict())
 
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        with open(tmp / CONFIG_NAME, "w", encoding="utf-8") as f:
-            json.dump(full, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if not target.exists():
-            try:
-                os.replace(tmp, target)
-                return target
-            except OSError:
-                target.mkdir(parents=True, exist_ok=True)  # lost a race: fall through to per-file
-        if not target.is_dir():
-            raise ValueError(f"{target} exists and is not a directory.")
-        os.replace(tmp / WEIGHTS_NAME, target / WEIGHTS_NAME)
-        os.replace(tmp / CONFIG_NAME, target / CONFIG_NAME)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return _write_checkpoint(Path(directory), tensors, full)
 
 
 def _checkpoint_dir(directory: str | os.PathLike[str]) -> Path:
@@ -268,3 +274,16 @@ def update_config(directory: str | os.PathLike[str], section: str, values: dict[
         if os.path.exists(tmp):
             os.unlink(tmp)
     return config
+
+
+def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                      dtype: torch.dtype = torch.float16) -> Path:
+    """Copy checkpoint ``src`` to ``dst`` with its floating-point weights stored as ``dtype``.
+
+    For shipping a model (the bundled default voice): float16 halves the files, and loading casts
+    the weights back to the model's float32. ``dst`` is written atomically like ``save_pretrained``."""
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}.")
+    config = load_config(src)
+    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_state_dict(src).items()}
+    return _write_checkpoint(Path(dst), _tensors_for_saving(tensors), config)
