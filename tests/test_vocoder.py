@@ -5,7 +5,7 @@ import torch
 from diffwave.model import DiffWave
 from diffwave.params import AttrDict, params as lmnt_base_params
 
-from wavediff.audio import MelConfig
+from wavediff.audio import MelConfig, decompress_mel
 from wavediff.convert import convert_lmnt_checkpoint, lmnt_reference_predict
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS
 from wavediff.nn import DenoiserConfig
@@ -48,12 +48,12 @@ def test_converted_lmnt_checkpoint_reproduces_lmnt_fast_sampling(lmnt_model_and_
     assert (ours - ref).abs().max().item() < 1e-5
 
 
-def _tiny(prior="none", preset="hifigan", **model):
+def _tiny(prior="none", preset="hifigan", level=1.0, **model):
     mel = MelConfig.from_preset(preset)
     cfg = VocoderConfig(
         model=DenoiserConfig(residual_layers=4, residual_channels=8, dilation_cycle=2, **model),
         mel=mel,
-        prior=PriorConfig(kind=prior, gain=3.0),
+        prior=PriorConfig(kind=prior, gain=3.0, level=level),
     )
     torch.manual_seed(0)
     v = Vocoder(cfg).eval()
@@ -128,8 +128,32 @@ def test_priorgrad_prior_follows_frame_energy():
     assert std.shape == (1, 1, 8 * 256)
     assert std[0, 0, 0].item() == pytest.approx(min(3.0 * np.exp(loud), 1.0), rel=1e-5)
     assert std[0, 0, -1].item() == pytest.approx(0.1)  # floor (min_std)
+    v.config.prior.level = 0.5
+    assert v.prior_std(mel)[0, 0, 0].item() == pytest.approx(min(3.0 * np.exp(loud) / 0.5, 1.0), rel=1e-5)
     loss, logs = v.training_loss({"audio": _speechy()[:, : 40 * 256], "mel": v.mel(_speechy())[..., :40]})
     assert loss.ndim == 0 and loss.item() > 0
+
+
+@pytest.mark.parametrize("level, low_snr", [(None, True), (1.0, False)])
+def test_prior_leaves_little_signal_at_the_fast_schedules_start(level, low_snr):
+    """The fast sampler starts from N(0, I) where training had √ᾱ_S·y0 + √(1−ᾱ_S)·ε (ᾱ_S = 0.38):
+    the standardised waveform y0 must be small there, as raw speech-level audio is. The default
+    level keeps the signal-to-noise ratio at that step below 1 %; level 1 (a unit-variance y0 where
+    the clamp allows) leaves several times more: 6 % on this signal, 19 % on the Festival corpus,
+    which a trained model learns to depend on."""
+    prior = PriorConfig(kind="energy") if level is None else PriorConfig(kind="energy", level=level)
+    v = Vocoder(VocoderConfig(model=DenoiserConfig(residual_layers=2, residual_channels=4), prior=prior))
+    audio = 0.2 * _speechy(batch=4, seconds=1.0)  # RMS ≈ 0.06 in voiced frames, like speech
+    mel = v.mel(audio)
+    frames = mel.shape[-1]
+    x = audio[:, : frames * 256].view(4, frames, 256)
+    rms = x.pow(2).mean(-1).sqrt()  # fit the gain as training does: frame RMS ≈ gain · e_f
+    energy = decompress_mel(mel, v.config.mel).pow(2).mean(1).sqrt()
+    v.config.prior.gain = float((rms * energy).sum() / energy.pow(2).sum())
+    y0 = audio[:, None, : frames * 256] / v.prior_std(mel)
+    alpha_bar_start = float(np.prod(1 - np.array(DIFFWAVE_FAST_BETAS)))
+    snr = alpha_bar_start * y0.pow(2).mean().item() / (1 - alpha_bar_start)
+    assert (snr < 0.01) if low_snr else (snr > 0.05), snr
 
 
 def test_unconditional_vocoder_samples_without_mel():
