@@ -71,6 +71,18 @@ def test_resume_continues_at_the_saved_step(tmp_path, corpus):
     assert (exp / "state" / "step-00000020.pt").is_file()
 
 
+def test_max_time_stops_training_cleanly(tmp_path, corpus):
+    exp = tmp_path / "exp"
+    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny",
+             "--max-steps", "100000", "--max-time", "4", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "--max-time reached at step" in r.stdout and (exp / "model" / "model.safetensors").is_file()
+    step = int(r.stdout.split("--max-time reached at step ")[1].split(";")[0])
+    assert 1 <= step < 100000 and (exp / "state" / f"step-{step:08d}.pt").is_file()
+    bad = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "b"), "--max-time", "0")
+    assert bad.returncode != 0 and "--max-time must be > 0" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
