@@ -37,3 +37,19 @@ def test_quick_start_python_runs():
     code = "\n".join(_blocks(_section("Quick start"), "python"))
     assert code
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=300)
+
+
+def _run_sh_help(recipe: str) -> str:
+    return subprocess.run(["bash", str(ROOT / "recipes" / recipe / "run.sh"), "--help"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_recipe_commands_in_the_docs_use_options_that_run_sh_has():
+    helps = {r: _run_sh_help(r) for r in ("ljspeech", "synthetic")}
+    docs = README + (ROOT / "recipes" / "README.md").read_text()
+    lines = [c for b in _blocks(docs, "sh") for c in _commands(b) if "run.sh" in c]
+    assert len(lines) >= 5
+    for line in lines:
+        recipes = [r for r in helps if r in line] or list(helps)
+        for option in re.findall(r"(?<!\S)(--[a-z][a-z-]*)", line.split("#")[0]):
+            assert any(option in helps[r] for r in recipes), f"{option} is not an option of run.sh: {line}"
