@@ -22,3 +22,9 @@ def environment(device: torch.device) -> dict[str, Any]:
     else:
         env["cpu_threads"] = torch.get_num_threads()
     return env
+
+
+def failure_status(e: BaseException) -> str:
+    """A benchmark case's status line for an exception: the case is a result, the others still run."""
+    first = str(e).splitlines()[0][:200] if str(e) else ""
+    return f"error: {type(e).__name__}: {first}"

@@ -175,7 +175,7 @@ def copy_synthesis(system: str, trained: dict, data: Path, gen: Path, device: to
     from wavediff.data.corpus import scan_corpus
 
     gen.mkdir(parents=True, exist_ok=True)
-    lmnt_mel = MelSpectrogram(MelConfig.diffwave()).to(device)
+    lmnt_mel = MelSpectrogram(MelConfig.diffwave()).to(device) if system == "lmnt" else None
     start = time.perf_counter()
     for i, u in enumerate(sorted(scan_corpus(data / "test"), key=lambda u: u.id)):
         audio, _ = load_audio(u.path, sample_rate=22050)
@@ -195,7 +195,9 @@ def copy_synthesis(system: str, trained: dict, data: Path, gen: Path, device: to
 
 def train_and_synthesise(args) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    random.seed(args.seed), np.random.seed(args.seed), torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = Path(args.data)

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import torch
 
-from _common import environment
+from _common import environment, failure_status
 from torch import nn
 
 SAMPLE_RATE = 22050
@@ -256,7 +256,7 @@ def measure(case: Case, device: torch.device, warmup: int, steps: int) -> Result
         except torch.cuda.OutOfMemoryError:
             result.status = "OOM"
         except Exception as e:  # noqa: BLE001 - a failed case is a result, the others still run
-            result.status = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            result.status = failure_status(e)
         finally:
             step = None
             _free(device)

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import torch
 
-from _common import environment
+from _common import environment, failure_status
 
 HOP = 256
 SAMPLE_RATE = 22050
@@ -154,7 +154,7 @@ def run_case(variant: str, batch: int, seconds: float, models, device: torch.dev
     except torch.cuda.OutOfMemoryError:
         result.status = "OOM"
     except Exception as e:  # noqa: BLE001 - one failed case is a result, the rest still run
-        result.status = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        result.status = failure_status(e)
     finally:
         fn = vocoder = None
         gc.collect()
