@@ -214,7 +214,7 @@ def _add_synth(sub) -> None:
     p.add_argument("--from-file", metavar="FILE", help="one utterance per line: 'id|text' or plain text")
     p.add_argument("--out-dir", metavar="DIR", help="output folder (with --from-file)")
     p.add_argument("--checkpoint", metavar="DIR", help="acoustic model checkpoint (a run directory EXP works too)")
-    p.add_argument("--vocoder", metavar="DIR", help="vocoder checkpoint (default: the bundled one)")
+    p.add_argument("--vocoder", metavar="DIR", help="vocoder checkpoint (default: the bundled one), or griffin-lim: no neural vocoder (a baseline; --vocoder-steps are its iterations, default 32)")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="acoustic-model diffusion steps (default: the checkpoint's)")
     p.add_argument("--vocoder-steps", type=int, default=None, metavar="N", help="vocoder steps (default: the vocoder's schedule)")
     p.add_argument("--temperature", type=float, default=None, help="Grad-TTS temperature: larger is calmer (default: the checkpoint's, 1.5)")
@@ -247,7 +247,10 @@ def _run_synth(args) -> int:
         items = [(None, text)]
     else:
         items = read_text_lines(args.from_file)
-    tts = load_tts(_checkpoint_dir(args.checkpoint), _checkpoint_dir(args.vocoder), args.device)
+    from wavediff.pipelines.vocoder import GRIFFIN_LIM
+
+    vocoder = args.vocoder if args.vocoder == GRIFFIN_LIM else _checkpoint_dir(args.vocoder)
+    tts = load_tts(_checkpoint_dir(args.checkpoint), vocoder, args.device)
     options = dict(steps=args.steps, vocoder_steps=args.vocoder_steps, temperature=args.temperature,
                    length_scale=args.length_scale, seed=args.seed)
     failed = 0

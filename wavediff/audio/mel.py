@@ -393,6 +393,70 @@ def decompress_mel(mel: torch.Tensor, config: MelConfig) -> torch.Tensor:
     return torch.pow(10.0, db / 20.0)
 
 
+def griffin_lim(
+    mel: torch.Tensor,
+    config: MelConfig,
+    n_iter: int = 32,
+    momentum: float = 0.99,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A waveform whose mel under ``config`` approximates ``mel``: no network, no training.
+
+    The linear magnitude is the mel filter bank's pseudo-inverse applied to the decompressed mel
+    (clamped at 0); the phase comes from fast Griffin-Lim (Perraudin et al. 2013, the momentum
+    variant librosa uses), started from random phases. The frames are placed where ``config``'s
+    framing puts them, so the output lines up with the audio the mel came from.
+
+    mel [n_mels, F] or [B, n_mels, F] -> waveform [F * hop] or [B, F * hop] (float32)."""
+    if not isinstance(n_iter, int) or n_iter < 0:
+        raise ValueError(f"n_iter must be an int >= 0, got {n_iter!r}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+    mel = torch.as_tensor(mel)
+    squeeze = mel.dim() == 2
+    if squeeze:
+        mel = mel.unsqueeze(0)
+    if mel.dim() != 3 or mel.shape[1] != config.n_mels:
+        raise ValueError(f"mel must be [{config.n_mels}, frames] or [batch, {config.n_mels}, frames], got shape {tuple(mel.shape)}")
+    mel = mel.float()
+    device = mel.device
+    frames = mel.shape[-1]
+    hop, n_fft = config.hop_length, config.n_fft
+    length = frames * hop
+    basis = torch.from_numpy(mel_basis_np(config)).to(device=device, dtype=torch.float64)
+    window = torch.hann_window(config.win_length, periodic=True, device=device)
+    inverse = torch.linalg.pinv(basis).float()  # [n_fft // 2 + 1, n_mels]
+    mag = (inverse @ decompress_mel(mel, config)).clamp(min=0.0)  # [B, n_fft // 2 + 1, F]
+    if config.stft_normalized:
+        mag = mag * window.pow(2).sum().sqrt()
+    # torch.stft(center=True) of `length` samples has 1 + length // hop frames centred at k * hop;
+    # the config's frame k is centred at k * hop + offset
+    offset = n_fft // 2 - config.pad_each_side
+    need = 1 + length // hop
+    if mag.shape[-1] < need:
+        mag = torch.cat([mag, mag[..., -1:].expand(-1, -1, need - mag.shape[-1])], dim=-1)
+    mag = mag[..., :need]
+
+    def istft(spec: torch.Tensor) -> torch.Tensor:
+        return torch.istft(spec, n_fft, hop, config.win_length, window, center=True, length=length)
+
+    def stft(wav: torch.Tensor) -> torch.Tensor:
+        return torch.stft(wav, n_fft, hop, config.win_length, window, center=True, pad_mode="reflect", return_complex=True)
+
+    phase = torch.rand(mag.shape, generator=generator, device=device) * (2 * math.pi)
+    angles = torch.polar(torch.ones_like(mag), phase)
+    previous = torch.zeros_like(angles)
+    for _ in range(n_iter):
+        rebuilt = stft(istft(mag * angles))
+        angles = rebuilt - (momentum / (1 + momentum)) * previous
+        angles = angles / angles.abs().clamp(min=1e-16)
+        previous = rebuilt
+    wav = istft(mag * angles)
+    if offset:
+        wav = F.pad(wav, (offset, 0))[..., :length]
+    return wav[0] if squeeze else wav
+
+
 # --------------------------------------------------------------------------------------------------
 # Validation of mels coming from elsewhere
 # --------------------------------------------------------------------------------------------------

@@ -262,12 +262,15 @@ class TTS:
 
     @classmethod
     def from_pretrained(cls, directory, vocoder=None, device: str | None = None) -> "TTS":
-        """``directory``: an acoustic-model checkpoint; ``vocoder``: a Vocoder, a checkpoint dir, or None (bundled)."""
+        """``directory``: an acoustic-model checkpoint; ``vocoder``: a Vocoder (or :class:`GriffinLim`), a
+        checkpoint dir, ``"griffin-lim"`` (no neural vocoder) or None (bundled)."""
         from .files import load_vocoder
-        from .vocoder import Vocoder
+        from .vocoder import GRIFFIN_LIM, GriffinLim, Vocoder
 
         acoustic = AcousticPipeline.from_pretrained(directory, device=device)  # checks the device
-        if not isinstance(vocoder, Vocoder):
+        if isinstance(vocoder, str) and vocoder == GRIFFIN_LIM:
+            vocoder = GriffinLim(acoustic.mel_config, device=acoustic.device)
+        elif not isinstance(vocoder, (Vocoder, GriffinLim)):
             vocoder = load_vocoder(vocoder, device=str(acoustic.device))
         return cls(acoustic, vocoder)
 

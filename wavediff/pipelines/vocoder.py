@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from wavediff.audio import MelConfig, MelSpectrogram, decompress_mel, validate_mel, validate_waveform
+from wavediff.audio import MelConfig, MelSpectrogram, decompress_mel, griffin_lim, validate_mel, validate_waveform
 from wavediff.device import device_type
 from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, sample
@@ -128,7 +128,19 @@ def default_fast_betas(steps: int) -> list[float]:
     return [1e-4 * r**i for i in range(steps)]
 
 
-class Vocoder(nn.Module):
+class _MelRates:
+    """sample_rate and hop_length of anything whose ``config.mel`` is a MelConfig."""
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.mel.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.mel.hop_length
+
+
+class Vocoder(_MelRates, nn.Module):
     """mel → waveform. ``vocoder(mel)`` samples; ``vocoder.mel(wav)`` computes the matching mel."""
 
     def __init__(self, config: VocoderConfig | None = None):
@@ -156,14 +168,6 @@ class Vocoder(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.mel.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.config.mel.hop_length
 
     # ---------------------------------------------------------------- features / prior
     @torch.no_grad()
@@ -308,6 +312,43 @@ class Vocoder(nn.Module):
             opts.setdefault("clip", inf.clip)
         y = sample(sampler, model, x, diffusion.schedule, generator=generator, callback=callback, **opts)
         return prior.from_standard(y) if prior is not None else y
+
+
+GRIFFIN_LIM = "griffin-lim"  # the name that selects :class:`GriffinLim` where a vocoder is asked for
+
+
+@dataclass
+class GriffinLimConfig:
+    mel: MelConfig
+    n_iter: int = 32
+    momentum: float = 0.99
+
+
+class GriffinLim(_MelRates):
+    """A vocoder with nothing learned: :func:`wavediff.audio.griffin_lim` behind :class:`Vocoder`'s
+    ``vocode(mel)`` interface, for any mel convention. A baseline, and a way to hear an acoustic
+    model's mels independently of a neural vocoder; ``steps`` are its iterations (default 32)."""
+
+    def __init__(self, mel_config: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99,
+                 device: str | torch.device | None = None):
+        self.config = GriffinLimConfig(mel_config or MelConfig.hifigan(), n_iter, momentum)
+        self.device = torch.device(device or "cpu")
+
+    def mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        return MelSpectrogram(self.config.mel).to(self.device)(validate_waveform(waveform).to(self.device))
+
+    def vocode(self, mel: torch.Tensor, *, steps: int | None = None, generator: torch.Generator | None = None,
+               seed: int | None = None, **_ignored) -> torch.Tensor:
+        """mel [n_mels, F] or [B, n_mels, F] (validated against the convention) -> [F·hop] or [B, F·hop]."""
+        if generator is None and seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        squeeze = torch.as_tensor(mel).dim() == 2
+        batch = validate_mel(mel, self.config.mel).to(self.device)
+        wav = griffin_lim(batch, self.config.mel, n_iter=self.config.n_iter if steps is None else steps,
+                          momentum=self.config.momentum, generator=generator)
+        return wav[0] if squeeze else wav
+
+    __call__ = vocode
 
 
 class VocoderLoss(nn.Module):
