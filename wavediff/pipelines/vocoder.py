@@ -36,11 +36,13 @@ class PriorConfig:
     leaves alone, and less in quieter ones (as in PriorGrad, where s is the frame energy normalised
     to [0.1, 1] and loud frames keep their level).
 
-    ``level`` must stay small: DiffWave's schedules end with much of the signal left (ᾱ = 0.28 at
-    t = T for the 50-step training schedule, 0.38 at the start of the 6-step fast schedule), which is
-    harmless for audio at speech level (RMS ≈ 0.06) but not for a unit-variance y: a model trained
+    Why ``level`` defaults to 0.1: DiffWave's schedules end with much of the signal left (ᾱ = 0.28
+    at t = T for the 50-step training schedule, 0.38 at the start of the 6-step fast schedule), which
+    is harmless for audio at speech level (RMS ≈ 0.06) but not for a unit-variance y: a model trained
     with ``level: 1`` learns to rely on the signal leaking into x_T and, started from pure noise,
-    renders speech about 3.5× too quiet under a noise floor (measured; see the README)."""
+    renders speech about 3.5× too quiet. Level 0.1 gives the right loudness; after 16-23k steps it
+    was nonetheless the less intelligible of the two (measured; see the README), so the choice is
+    still open."""
 
     kind: str = "none"  # "none" | "energy"
     gain: float = 1.0
@@ -333,12 +335,14 @@ class GriffinLim(_MelRates):
                  device: str | torch.device | None = None):
         self.config = GriffinLimConfig(mel_config or MelConfig.hifigan(), n_iter, momentum)
         self.device = torch.device(device or "cpu")
+        self.mel_fn = MelSpectrogram(self.config.mel).to(self.device)
 
+    @torch.no_grad()
     def mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        return MelSpectrogram(self.config.mel).to(self.device)(validate_waveform(waveform).to(self.device))
+        return self.mel_fn(validate_waveform(waveform).to(self.device))
 
     def vocode(self, mel: torch.Tensor, *, steps: int | None = None, generator: torch.Generator | None = None,
-               seed: int | None = None, **_ignored) -> torch.Tensor:
+               seed: int | None = None) -> torch.Tensor:
         """mel [n_mels, F] or [B, n_mels, F] (validated against the convention) -> [F·hop] or [B, F·hop]."""
         if generator is None and seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
