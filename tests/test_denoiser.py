@@ -7,6 +7,7 @@ import weakref
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -329,3 +330,37 @@ def test_memory_does_not_grow_with_layers():
         peaks[layers] = meter.peak
     assert peaks[16] <= peaks[2] * 1.05
     assert peaks[16] < 10 * activation  # a stack of 16 skips alone would be 16 activations
+
+
+@pytest.mark.parametrize("factor", [256, 300, 275, 7, 1])
+def test_upsampler_matches_conv_transpose(factor):
+    """The time-major overlap-add form of each stage equals lmnt's ConvTranspose2d (+ crop, leaky ReLU),
+    values and gradients, in float64."""
+    torch.manual_seed(factor)
+    up = ConditionUpsampler(factor).double()
+    for stage in up.stages:
+        stage.weight.data.normal_()
+        stage.bias.data.normal_()
+    mel = torch.randn(2, 80, 9, dtype=torch.float64)
+
+    def reference(cond):
+        x = cond.unsqueeze(1)
+        for stride, stage in zip(up.strides, up.stages):
+            x = F.leaky_relu(stage(x)[..., :x.shape[-1] * stride], 0.4)
+        return x.squeeze(1)
+
+    if factor == 1:  # frame-rate conditioning: the identity, no parameters
+        torch.testing.assert_close(up(mel), mel, rtol=0, atol=0)
+        return
+    r = torch.randn(2, 80, 9 * factor, dtype=torch.float64)
+    want = reference(mel)
+    (want * r).sum().backward()
+    want_grads = [p.grad.clone() for p in up.parameters()]
+    up.zero_grad()
+    got = up(mel)
+    (got * r).sum().backward()
+    assert got.shape == (2, 80, 9 * factor)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for g, w in zip([p.grad for p in up.parameters()], want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+    assert got.transpose(1, 2).is_contiguous()  # stored time-major, as the stack reads it
