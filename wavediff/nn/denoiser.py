@@ -17,7 +17,8 @@ additions:
   the add into one ``addmm``) and the dilated conv runs channels-last, with no
   layout transposes inside cuDNN. Same maths and parameters as lmnt's.
 
-This module imports only torch.
+This module imports only torch (and, through :mod:`.fused_stack`, Triton where it is installed:
+training on a GPU then runs the residual stack as fused kernels, same maths).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .fused_stack import fused_residual_stack, fused_stack_supported
 
 __all__ = [
     "DenoiserConfig",
@@ -353,6 +356,7 @@ class Denoiser(nn.Module):
             ResidualBlock(cfg.cond_channels, c, 2 ** (i % cfg.dilation_cycle), cfg.embedding_hidden)
             for i in range(cfg.residual_layers)
         )
+        self.use_fused = True  # see _fused_dtype; set False to always run the layers one by one
         self.skip_projection = _conv1d(c, c, 1)
         self.output_projection = _conv1d(c, inner * (2 if cfg.learned_variance else 1), 1)
         nn.init.zeros_(self.output_projection.weight)
@@ -409,6 +413,22 @@ class Denoiser(nn.Module):
 
     # ---- forward ------------------------------------------------------------------
 
+    def _fused_dtype(self, h: torch.Tensor) -> torch.dtype | None:
+        """The activation dtype for :func:`fused_residual_stack`, or None to run the layers one by one.
+
+        The fused stack is for training (gradients on) on a CUDA device in bf16 (autocast or bf16
+        weights), the precision it was checked and measured in (``benchmarks/fused_stack_check.py``);
+        on the CPU only under Triton's interpreter (the tests)."""
+        cfg = self.config
+        if not torch.is_grad_enabled() or not self.use_fused:
+            return None
+        if not fused_stack_supported(cfg.residual_channels, cfg.cond_channels, h.device):
+            return None
+        if h.device.type != "cuda":
+            return h.dtype
+        dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else h.dtype
+        return dtype if dtype == torch.bfloat16 else None
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, in_channels, L], t [B] (int or fractional float), cond [B, cond_channels, L / upsample_factor]
         -> ε [B, in_channels, L], or [ε; v] [B, 2 * in_channels, L] with ``learned_variance``."""
@@ -426,16 +446,21 @@ class Denoiser(nn.Module):
         if self.cond_upsampler is not None:
             cond = _time_major(self.cond_upsampler(cond))  # [B, Cc, L']
 
-        skip_sum: torch.Tensor | None = None  # [B, L', C]: a base tensor, so adding in place stays cheap in autograd
-        for layer in self.residual_layers:
-            h, skip = layer(h, cond, step)
-            if skip_sum is None:
-                skip_sum = skip.transpose(1, 2).contiguous()  # own buffer, so the layer output can be freed
-            else:
-                skip_sum.add_(skip.transpose(1, 2))  # in place: memory independent of the number of layers
-            del skip  # a view that would keep the whole [B, 2C, L] layer output alive
+        fused_dtype = self._fused_dtype(h)
+        if fused_dtype is not None:  # training on a GPU: the whole stack as Triton kernels
+            skip_sum = fused_residual_stack(self.residual_layers, h, cond, step, fused_dtype)  # [B, C, L']
+        else:
+            skip_sum = None  # [B, L', C]: a base tensor, so adding in place stays cheap in autograd
+            for layer in self.residual_layers:
+                h, skip = layer(h, cond, step)
+                if skip_sum is None:
+                    skip_sum = skip.transpose(1, 2).contiguous()  # own buffer, so the layer output can be freed
+                else:
+                    skip_sum.add_(skip.transpose(1, 2))  # in place: memory independent of the number of layers
+                del skip  # a view that would keep the whole [B, 2C, L] layer output alive
+            skip_sum = skip_sum.transpose(1, 2)
         del h
-        h = skip_sum.transpose(1, 2) / math.sqrt(len(self.residual_layers))  # [B, C, L']
+        h = skip_sum / math.sqrt(len(self.residual_layers))  # [B, C, L']
         h = F.relu(_pointwise_conv(h, self.skip_projection.weight, self.skip_projection.bias))
         out = _pointwise_conv(h, self.output_projection.weight, self.output_projection.bias)  # [B, inner * m, L']
 

@@ -1,0 +1,70 @@
+"""Helper for tests/test_fused_stack.py, run in a subprocess with TRITON_INTERPRET=1 (Triton reads it
+at import): the fused residual stack (float32, through Triton's interpreter) against the layers run one
+by one in float64. Prints one JSON object: relative max errors of the output and every gradient."""
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+
+def main() -> None:
+    args = json.loads(sys.argv[1])
+    import wavediff.nn.fused_stack as fs
+    from wavediff.nn.denoiser import Denoiser, DenoiserConfig
+
+    assert fs._interpreting(), "run me with TRITON_INTERPRET=1"
+    fs.W_PROGRAMS = args.get("w_programs", fs.W_PROGRAMS)
+    torch.manual_seed(0)
+    cfg = DenoiserConfig(residual_layers=args["layers"], residual_channels=args["channels"],
+                         dilation_cycle=args["cycle"], cond_channels=args["cond"], upsample_factor=4)
+    ref_net = Denoiser(cfg).double()
+    for p in ref_net.parameters():
+        p.data.normal_(0, 0.3)
+    net = Denoiser(cfg)
+    net.load_state_dict(ref_net.state_dict())
+    b, length = args["batch"], args["length"]
+    errors: dict[str, float] = {}
+    if args.get("model"):  # the whole Denoiser: fused (float32) vs use_fused=False (float64)
+        x = torch.randn(b, 1, length * 4, dtype=torch.float64)
+        t = torch.tensor([3, 17][:b])
+        mel = torch.randn(b, args["cond"], length, dtype=torch.float64)
+        r = torch.randn(b, 1, length * 4, dtype=torch.float64)
+        ref_net.use_fused = False
+        out_ref = ref_net(x, t, mel)
+        (out_ref * r).sum().backward()
+        assert net._fused_dtype(torch.empty(0)) == torch.float32, "the fused stack would not run"
+        out = net(x.float(), t, mel.float())
+        (out * r.float()).sum().backward()
+        pairs = {"output": (out, out_ref)}
+    else:  # the stack alone, with gradients for its inputs too
+        h = torch.randn(b, args["channels"], length, dtype=torch.float64, requires_grad=True)
+        cond = torch.randn(b, args["cond"], length, dtype=torch.float64, requires_grad=True)
+        step = torch.randn(b, cfg.embedding_hidden, dtype=torch.float64, requires_grad=True)
+        r = torch.randn(b, args["channels"], length, dtype=torch.float64)
+        skip_ref = None
+        hh = h
+        for layer in ref_net.residual_layers:
+            hh, skip = layer(hh, cond, step)
+            skip_ref = skip if skip_ref is None else skip_ref + skip
+        (skip_ref * r).sum().backward()
+        h32, c32, s32 = (v.detach().float().requires_grad_() for v in (h, cond, step))
+        out = fs.fused_residual_stack(net.residual_layers, h32, c32, s32, torch.float32)
+        (out * r.float()).sum().backward()
+        pairs = {"output": (out, skip_ref), "grad h": (h32.grad, h.grad), "grad cond": (c32.grad, cond.grad),
+                 "grad step": (s32.grad, step.grad)}
+    for name, p in net.named_parameters():
+        if p.grad is not None or dict(ref_net.named_parameters())[name].grad is not None:
+            pairs[f"grad {name}"] = (p.grad, dict(ref_net.named_parameters())[name].grad)
+    for name, (got, want) in pairs.items():
+        if got is None or want is None:
+            errors[name] = float("inf") if (got is None) != (want is None) else 0.0
+            continue
+        scale = want.abs().max().item()
+        errors[name] = (got.double() - want).abs().max().item() / max(scale, 1e-12)
+    print(json.dumps(errors))
+
+
+if __name__ == "__main__":
+    main()

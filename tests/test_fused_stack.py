@@ -1,0 +1,78 @@
+"""The fused Triton residual stack (wavediff.nn.fused_stack).
+
+The kernels run through Triton's interpreter on the CPU (TRITON_INTERPRET=1, which Triton reads at
+import, hence a subprocess per case) in float32, against the layers run one by one in float64: the
+output and every gradient (inputs, each layer's parameters, and for the whole Denoiser every
+parameter) must agree to float32 rounding."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from wavediff.nn.denoiser import Denoiser, DenoiserConfig
+from wavediff.nn.fused_stack import fused_stack_supported, triton_available
+
+HELPER = Path(__file__).with_name("_fused_stack_case.py")
+TOL = 2e-4  # float32 against float64, relative to each tensor's largest value
+
+
+def _run_case(**case) -> dict[str, float]:
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, str(HELPER), json.dumps(case)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+CASES = {
+    # 3 tiles of 64 in 2 chunks (the last partial), dilations 1, 2, 4, 1; 10 conditioner channels
+    "16 channels, ragged tiles": dict(layers=4, channels=16, cycle=3, cond=10, batch=2, length=150),
+    # 80 conditioner channels (64 + 16 blocks), dilations up to 128 > length, the weight-gradient
+    # kernel's programs looping over several tiles each
+    "32 channels, dilation past the end": dict(layers=8, channels=32, cycle=8, cond=80, batch=2, length=100,
+                                               w_programs=3),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fused_stack_matches_layers_in_float64(name):
+    errors = _run_case(**CASES[name])
+    case = CASES[name]
+    # output, 3 input gradients, 8 parameter tensors per layer (4 weights, 4 biases)
+    assert len(errors) == 4 + 8 * case["layers"], sorted(errors)
+    bad = {k: v for k, v in errors.items() if not v <= TOL}
+    assert not bad, bad
+
+
+def test_whole_denoiser_fused_matches_unfused():
+    errors = _run_case(layers=3, channels=32, cycle=3, cond=80, batch=2, length=40, model=True)
+    assert "output" in errors and "grad cond_upsampler.stages.0.weight" in errors
+    assert "grad residual_layers.2.conditioner_projection.weight" in errors
+    bad = {k: v for k, v in errors.items() if not v <= TOL}
+    assert not bad, bad
+
+
+@pytest.mark.skipif(not triton_available(), reason="needs triton installed (the dev extra has it)")
+def test_fused_stack_supported_only_where_it_applies(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv("WAVEDIFF_FUSED", raising=False)
+    assert not fused_stack_supported(64, 80, torch.device("cpu"))  # CPU runs the layers (no interpreter)
+    assert fused_stack_supported(64, 80, torch.device("cuda"))
+    assert not fused_stack_supported(64, None, torch.device("cuda"))  # unconditional model
+    assert not fused_stack_supported(96, 80, torch.device("cuda"))  # not a power of two
+    monkeypatch.setenv("WAVEDIFF_FUSED", "0")
+    assert not fused_stack_supported(64, 80, torch.device("cuda"))
+
+
+def test_denoiser_runs_layers_on_cpu_and_without_grad():
+    net = Denoiser(DenoiserConfig(residual_layers=2, residual_channels=16, cond_channels=8, upsample_factor=4))
+    h = torch.zeros(1, 16, 8)
+    assert net._fused_dtype(h) is None  # CPU without the interpreter
+    with torch.no_grad():
+        assert net._fused_dtype(h) is None

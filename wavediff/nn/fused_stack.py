@@ -1,0 +1,522 @@
+"""The residual stack of :class:`~wavediff.nn.denoiser.Denoiser` as fused Triton kernels (training).
+
+Same maths and parameters as :class:`~wavediff.nn.denoiser.ResidualBlock` (lmnt-com/diffwave's
+block); only how the work is split into kernels differs, so that the ``[B, L, 2C]`` intermediates
+are written once and read once instead of going through memory between every op.
+
+Forward, per layer (one kernel, :func:`_fwd_kernel`): for a tile of time steps it loads the
+three dilated taps of the layer input (plus the step projection, zero-padded at the edges as
+the conv pads), the conditioner, and computes
+
+    pre  = Σ_k x[t + (k-1) d] W_k + cond Wc + b          [T, 2C]  (gate | filter)
+    z    = σ(gate) · tanh(filter)                         [T, C]
+    out  = (x + z Wo_res + bo_res) / √2                   [T, C]
+
+writing ``out`` (the next layer's input), ``pre`` (saved for backward) and ``z`` into column block
+``i`` of a ``[B, L, layers·C]`` buffer. The skip sum ``Σ_i (z_i Wo_skip_i + bo_skip_i)`` is linear
+in the ``z_i``, so it is one matrix product over that buffer after the last layer (no per-layer
+read-modify-write of a running sum).
+
+Backward, per layer from the last: :func:`_bwd_pre_kernel` turns the gradients of the layer's
+output (``D``) and of the skip sum into the gradient of ``pre`` (``G``, column block ``i`` of a
+``[B, L, layers·2C]`` buffer) and per-(batch, chunk) partial sums of ``G`` and ``D`` (the biases'
+and the step projection's gradients); :func:`_bwd_x_kernel` gives the gradient of the layer's input
+(the transposed dilated conv of ``G`` plus the residual path); :func:`_bwd_w_kernel` the dilated
+conv's weight gradient. The output projection's weight gradient is a matrix product of the saved
+``z`` with ``D`` (per layer) and with the skip sum's gradient (all layers at once); the
+conditioner's weight gradient and the gradient of the conditioner itself are each one matrix
+product over ``G`` for all layers at once. Partial sums are reduced with ``torch.sum``, so results
+are deterministic.
+
+Tile sizes, tiles per program and warps are autotuned per kernel on the first call (a few seconds).
+
+Used by :class:`Denoiser` when training on a CUDA device with Triton installed, for power-of-two
+residual channels and a conditioner (see :func:`fused_stack_supported`); ``WAVEDIFF_FUSED=0``
+turns it off. The tests run the kernels through Triton's interpreter on the CPU
+(``TRITON_INTERPRET=1``) against the module's own maths in float64.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+
+try:  # Triton is optional: the stack falls back to the module's own forward without it
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised where triton is absent
+    triton = None
+    tl = None
+
+__all__ = ["fused_stack_supported", "fused_residual_stack", "triton_available", "tuned_configs"]
+
+_RSQRT2 = 1.0 / math.sqrt(2.0)
+BLOCK_T = 64  # time steps per tile under the interpreter; on a GPU autotuned among TILE_SIZES
+TILE_SIZES = (32, 64, 128)
+W_TILE = 64  # time steps per tile of the weight-gradient kernel
+W_PROGRAMS = 1056  # programs of the weight-gradient kernel (each writes one [3, C, 2C] partial sum)
+
+
+def triton_available() -> bool:
+    return triton is not None
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def fused_stack_supported(channels: int, cond_channels: int | None, device: torch.device) -> bool:
+    """Whether :func:`fused_residual_stack` can run this stack here."""
+    if triton is None or os.environ.get("WAVEDIFF_FUSED", "1") == "0":
+        return False
+    if cond_channels is None or channels not in (16, 32, 64, 128):
+        return False
+    return device.type == "cuda" or (_interpreting() and device.type == "cpu")
+
+
+# ------------------------------------------------------------------------------------------------
+# kernels
+# ------------------------------------------------------------------------------------------------
+
+if triton is not None:
+
+    @triton.jit
+    def _sigmoid(x):
+        return 1.0 / (1.0 + tl.exp(-x))
+
+    @triton.jit
+    def _fwd_kernel(
+        x_ptr, cond_ptr, s_ptr, wd_ptr, b_ptr, wc_ptr, wo_ptr, bo_ptr,  # inputs
+        out_ptr, pre_ptr, z_ptr,  # outputs
+        L, dil, CC, z_stride, z_col,
+        C: tl.constexpr, CA: tl.constexpr, CB: tl.constexpr, BT: tl.constexpr, TPP: tl.constexpr,
+        WRITE_OUT: tl.constexpr, WRITE_PRE: tl.constexpr,
+    ):
+        chunk = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
+        ch = tl.arange(0, C)
+        rows = tl.arange(0, BT)
+        dt = x_ptr.dtype.element_ty
+        s = tl.load(s_ptr + b * C + ch).to(tl.float32)  # this layer's step projection [C]
+        bias_g = tl.load(b_ptr + ch).to(tl.float32)
+        bias_f = tl.load(b_ptr + C + ch).to(tl.float32)
+        # all weights are loaded once per program, outside the loop over its tiles
+        w_row = ch[:, None] * (2 * C) + ch[None, :]
+        wg0 = tl.load(wd_ptr + w_row)
+        wf0 = tl.load(wd_ptr + C + w_row)
+        wg1 = tl.load(wd_ptr + C * 2 * C + w_row)
+        wf1 = tl.load(wd_ptr + C * 2 * C + C + w_row)
+        wg2 = tl.load(wd_ptr + 2 * C * 2 * C + w_row)
+        wf2 = tl.load(wd_ptr + 2 * C * 2 * C + C + w_row)
+        # the conditioner's channels as two power-of-two blocks: [0, CA) and [CA, CA + CB)
+        ca = tl.arange(0, CA)
+        wcg_a = tl.load(wc_ptr + ca[:, None] * (2 * C) + ch[None, :], mask=ca[:, None] < CC, other=0.0)
+        wcf_a = tl.load(wc_ptr + ca[:, None] * (2 * C) + C + ch[None, :], mask=ca[:, None] < CC, other=0.0)
+        if CB > 0:
+            cb = CA + tl.arange(0, CB)
+            wcg_b = tl.load(wc_ptr + cb[:, None] * (2 * C) + ch[None, :], mask=cb[:, None] < CC, other=0.0)
+            wcf_b = tl.load(wc_ptr + cb[:, None] * (2 * C) + C + ch[None, :], mask=cb[:, None] < CC, other=0.0)
+        if WRITE_OUT:
+            wor = tl.load(wo_ptr + w_row)
+            bor = tl.load(bo_ptr + ch).to(tl.float32)
+        x_base = x_ptr + b * L * C
+        c_base = cond_ptr + b * L * CC
+        for it in range(TPP):  # tiles past the end are fully masked (no branch: the loop pipelines)
+            t = (chunk * TPP + it) * BT + rows
+            tmask = t < L
+            tile_mask = tmask[:, None]
+            acc_g = tl.zeros((BT, C), dtype=tl.float32) + bias_g[None, :]
+            acc_f = tl.zeros((BT, C), dtype=tl.float32) + bias_f[None, :]
+            for k in tl.static_range(3):
+                tk = t + (k - 1) * dil
+                mk = (tk >= 0) & (tk < L)
+                xk = tl.load(x_base + tk[:, None] * C + ch[None, :], mask=mk[:, None], other=0.0)
+                xk = tl.where(mk[:, None], xk.to(tl.float32) + s[None, :], 0.0).to(dt)
+                if k == 0:
+                    acc_g += tl.dot(xk, wg0)
+                    acc_f += tl.dot(xk, wf0)
+                elif k == 1:
+                    acc_g += tl.dot(xk, wg1)
+                    acc_f += tl.dot(xk, wf1)
+                else:
+                    acc_g += tl.dot(xk, wg2)
+                    acc_f += tl.dot(xk, wf2)
+            cva = tl.load(c_base + t[:, None] * CC + ca[None, :], mask=tile_mask & (ca[None, :] < CC), other=0.0)
+            acc_g += tl.dot(cva, wcg_a)
+            acc_f += tl.dot(cva, wcf_a)
+            if CB > 0:
+                cvb = tl.load(c_base + t[:, None] * CC + cb[None, :], mask=tile_mask & (cb[None, :] < CC),
+                              other=0.0)
+                acc_g += tl.dot(cvb, wcg_b)
+                acc_f += tl.dot(cvb, wcf_b)
+            if WRITE_PRE:
+                pre_base = pre_ptr + b * L * 2 * C + t[:, None] * (2 * C) + ch[None, :]
+                tl.store(pre_base, acc_g.to(dt), mask=tile_mask)
+                tl.store(pre_base + C, acc_f.to(dt), mask=tile_mask)
+            zq = (_sigmoid(acc_g) * (2.0 * _sigmoid(2.0 * acc_f) - 1.0)).to(dt)
+            tl.store(z_ptr + (b * L + t[:, None]) * z_stride + z_col + ch[None, :], zq, mask=tile_mask)
+            if WRITE_OUT:
+                res = tl.dot(zq, wor) + bor[None, :]
+                xc = tl.load(x_base + t[:, None] * C + ch[None, :], mask=tile_mask, other=0.0)
+                out = (xc.to(tl.float32) + res) * 0.7071067811865476
+                tl.store(out_ptr + b * L * C + t[:, None] * C + ch[None, :], out.to(dt), mask=tile_mask)
+
+    @triton.jit
+    def _bwd_pre_kernel(
+        pre_ptr, d_ptr, gsk_ptr, wo_ptr,  # inputs
+        g_ptr, part_vec_ptr,  # outputs
+        L, n_chunks_max, dil, g_stride, g_col,
+        C: tl.constexpr, BT: tl.constexpr, TPP: tl.constexpr, HAS_D: tl.constexpr,
+    ):
+        chunk = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
+        ch = tl.arange(0, C)
+        rows = tl.arange(0, BT)
+        dt = pre_ptr.dtype.element_ty
+        # Wo transposed, per half: element (co, ci) = wo[ci, half * C + co]
+        wor_t = tl.load(wo_ptr + ch[None, :] * (2 * C) + ch[:, None])
+        wos_t = tl.load(wo_ptr + ch[None, :] * (2 * C) + C + ch[:, None])
+        sum_g = tl.zeros((C,), dtype=tl.float32)
+        sum_f = tl.zeros((C,), dtype=tl.float32)
+        lo_g = tl.zeros((C,), dtype=tl.float32)  # rows t < dil
+        lo_f = tl.zeros((C,), dtype=tl.float32)
+        hi_g = tl.zeros((C,), dtype=tl.float32)  # rows t >= L - dil
+        hi_f = tl.zeros((C,), dtype=tl.float32)
+        sum_r = tl.zeros((C,), dtype=tl.float32)
+        for it in range(TPP):  # tiles past the end are fully masked (no branch: the loop pipelines)
+            t = (chunk * TPP + it) * BT + rows
+            tmask = t < L
+            m2 = tmask[:, None]
+            row = b * L + t[:, None]
+            pg = tl.load(pre_ptr + row * (2 * C) + ch[None, :], mask=m2, other=0.0).to(tl.float32)
+            pf = tl.load(pre_ptr + row * (2 * C) + C + ch[None, :], mask=m2, other=0.0).to(tl.float32)
+            sg = _sigmoid(pg)
+            th = 2.0 * _sigmoid(2.0 * pf) - 1.0
+            gsk = tl.load(gsk_ptr + row * C + ch[None, :], mask=m2, other=0.0)
+            gz = tl.dot(gsk, wos_t)
+            if HAS_D:
+                gr = (tl.load(d_ptr + row * C + ch[None, :], mask=m2, other=0.0).to(tl.float32)
+                      * 0.7071067811865476)
+                gz += tl.dot(gr.to(dt), wor_t)
+                sum_r += tl.sum(gr, axis=0)
+            gaq = (gz * th * sg * (1.0 - sg)).to(dt)
+            gfq = (gz * sg * (1.0 - th * th)).to(dt)
+            tl.store(g_ptr + row * g_stride + g_col + ch[None, :], gaq, mask=m2)
+            tl.store(g_ptr + row * g_stride + g_col + C + ch[None, :], gfq, mask=m2)
+            ga32 = gaq.to(tl.float32)
+            gf32 = gfq.to(tl.float32)
+            sum_g += tl.sum(ga32, axis=0)
+            sum_f += tl.sum(gf32, axis=0)
+            lo = (t < dil)[:, None]
+            hi = (t >= L - dil)[:, None]
+            lo_g += tl.sum(tl.where(lo, ga32, 0.0), axis=0)
+            lo_f += tl.sum(tl.where(lo, gf32, 0.0), axis=0)
+            hi_g += tl.sum(tl.where(hi, ga32, 0.0), axis=0)
+            hi_f += tl.sum(tl.where(hi, gf32, 0.0), axis=0)
+        v = part_vec_ptr + (b * n_chunks_max + chunk) * 4 * 2 * C
+        tl.store(v + ch, sum_g)
+        tl.store(v + C + ch, sum_f)
+        tl.store(v + 2 * C + ch, lo_g)
+        tl.store(v + 3 * C + ch, lo_f)
+        tl.store(v + 4 * C + ch, hi_g)
+        tl.store(v + 5 * C + ch, hi_f)
+        tl.store(v + 6 * C + ch, sum_r)
+
+    @triton.jit
+    def _bwd_x_kernel(
+        g_ptr, d_ptr, wd_ptr,  # inputs
+        dx_ptr,  # output
+        L, dil, g_stride, g_col,
+        C: tl.constexpr, BT: tl.constexpr, TPP: tl.constexpr, HAS_D: tl.constexpr,
+    ):
+        chunk = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
+        ch = tl.arange(0, C)
+        rows = tl.arange(0, BT)
+        dt = g_ptr.dtype.element_ty
+        # W_k^T per half, loaded once per program: element (co, ci) = wd[k, ci, h * C + co]
+        wt = ch[None, :] * (2 * C) + ch[:, None]
+        w0g = tl.load(wd_ptr + wt)
+        w0f = tl.load(wd_ptr + C + wt)
+        w1g = tl.load(wd_ptr + C * 2 * C + wt)
+        w1f = tl.load(wd_ptr + C * 2 * C + C + wt)
+        w2g = tl.load(wd_ptr + 2 * C * 2 * C + wt)
+        w2f = tl.load(wd_ptr + 2 * C * 2 * C + C + wt)
+        for it in range(TPP):  # tiles past the end are fully masked
+            u = (chunk * TPP + it) * BT + rows
+            umask = u < L
+            acc = tl.zeros((BT, C), dtype=tl.float32)
+            if HAS_D:
+                acc += tl.load(d_ptr + (b * L + u[:, None]) * C + ch[None, :], mask=umask[:, None],
+                               other=0.0).to(tl.float32) * 0.7071067811865476
+            for k in tl.static_range(3):
+                t = u - (k - 1) * dil
+                mk = ((t >= 0) & (t < L) & umask)[:, None]
+                g_base = g_ptr + (b * L + t[:, None]) * g_stride + g_col + ch[None, :]
+                gg = tl.load(g_base, mask=mk, other=0.0)
+                gf = tl.load(g_base + C, mask=mk, other=0.0)
+                if k == 0:
+                    acc += tl.dot(gg, w0g) + tl.dot(gf, w0f)
+                elif k == 1:
+                    acc += tl.dot(gg, w1g) + tl.dot(gf, w1f)
+                else:
+                    acc += tl.dot(gg, w2g) + tl.dot(gf, w2f)
+            tl.store(dx_ptr + (b * L + u[:, None]) * C + ch[None, :], acc.to(dt), mask=umask[:, None])
+
+    @triton.jit
+    def _bwd_w_kernel(
+        x_ptr, s_ptr, g_ptr,  # inputs
+        part_ptr,  # output [programs, 3, C, 2C]
+        L, n_tiles, n_work, n_prog, dil, g_stride, g_col,
+        C: tl.constexpr, BT: tl.constexpr, N_ITER: tl.constexpr,
+    ):
+        """Dilated-conv weight gradient: program p sums tiles p, p + P, ... of all n_work (batch, tile) pairs."""
+        pid = tl.program_id(0)
+        h = tl.program_id(1)
+        ch = tl.arange(0, C)
+        rows = tl.arange(0, BT)
+        dt = x_ptr.dtype.element_ty
+        acc0 = tl.zeros((C, C), dtype=tl.float32)
+        acc1 = tl.zeros((C, C), dtype=tl.float32)
+        acc2 = tl.zeros((C, C), dtype=tl.float32)
+        for it in range(N_ITER):  # a constant (Triton's interpreter wants one; a fixed crop compiles once)
+            j = pid + it * n_prog
+            b = (j // n_tiles).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
+            t = (j % n_tiles) * BT + rows
+            tmask = (t < L) & (rows * 0 + j < n_work)  # (a vector mask: Triton 3.9's interpreter wants one)
+            s = tl.load(s_ptr + b * C + ch, mask=ch * 0 + j < n_work, other=0.0).to(tl.float32)
+            x_base = x_ptr + b * L * C
+            g = tl.load(g_ptr + (b * L + t[:, None]) * g_stride + g_col + h * C + ch[None, :],
+                        mask=tmask[:, None], other=0.0)
+            for k in tl.static_range(3):
+                tk = t + (k - 1) * dil
+                mk = (tk >= 0) & (tk < L) & tmask
+                xk = tl.load(x_base + tk[:, None] * C + ch[None, :], mask=mk[:, None], other=0.0)
+                xk = tl.where(mk[:, None], xk.to(tl.float32) + s[None, :], 0.0).to(dt)
+                if k == 0:
+                    acc0 += tl.dot(tl.trans(xk), g)
+                elif k == 1:
+                    acc1 += tl.dot(tl.trans(xk), g)
+                else:
+                    acc2 += tl.dot(tl.trans(xk), g)
+        base = part_ptr + pid * 3 * C * 2 * C + ch[:, None] * (2 * C) + h * C + ch[None, :]
+        tl.store(base, acc0)
+        tl.store(base + C * 2 * C, acc1)
+        tl.store(base + 2 * C * 2 * C, acc2)
+
+
+# ------------------------------------------------------------------------------------------------
+# autograd
+# ------------------------------------------------------------------------------------------------
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def _cond_blocks(cc: int) -> tuple[int, int]:
+    """Conditioner channels as power-of-two blocks of at least 16 (``tl.dot``'s minimum): 80 -> (64, 16)."""
+    if cc <= 16:
+        return 16, 0
+    first = 1 << (cc.bit_length() - 1)  # the largest power of two <= cc
+    rest = cc - first
+    return first, (max(16, _next_pow2(rest)) if rest else 0)
+
+
+_TUNED: dict[str, Any] = {}
+
+
+def _configs(tpps: tuple[int, ...]) -> list[Any]:
+    return [triton.Config({"BT": bt, **({"TPP": tpp} if tpp else {})}, num_warps=warps)
+            for bt in TILE_SIZES for warps in (4, 8) for tpp in tpps]
+
+
+def _kernel(name: str) -> Any:
+    """The kernel, autotuned over tile size and warps on a GPU (fixed 64-step tiles under the interpreter).
+
+    The partial-sum buffers are zeroed before each trial and sized for the smallest tile, so any
+    configuration writes a subset of their rows and the sums stay right."""
+    if name in _TUNED:
+        return _TUNED[name]
+    raw = {"fwd": _fwd_kernel, "pre": _bwd_pre_kernel, "x": _bwd_x_kernel, "w": _bwd_w_kernel}[name]
+    tpps = (0,) if name == "w" else (1, 8)
+    if _interpreting():
+        meta = {"TPP": 2} if tpps[0] else {}
+        if name != "w":
+            meta["BT"] = BLOCK_T
+
+        def launch(grid: Any, *args: Any, **kwargs: Any) -> None:
+            raw[grid(meta)](*args, **kwargs, **meta)
+
+    else:
+        zero = ["part_vec_ptr"] if name == "pre" else None
+        configs = ([triton.Config({}, num_warps=w) for w in (4, 8)] if name == "w" else _configs(tpps))
+        tuned = triton.autotune(configs, key=["C"], reset_to_zero=zero)(raw)
+
+        def launch(grid: Any, *args: Any, **kwargs: Any) -> None:
+            tuned[grid](*args, **kwargs)
+
+        launch.autotuner = tuned  # type: ignore[attr-defined]
+
+    _TUNED[name] = launch
+    return launch
+
+
+def tuned_configs() -> dict[str, str]:
+    """The configuration autotuning chose for each kernel run so far (for benchmark reports)."""
+    out = {}
+    for name, launch in _TUNED.items():
+        best = getattr(getattr(launch, "autotuner", None), "best_config", None)
+        if best is not None:
+            out[name] = str(best)
+    return out
+
+
+def _chunks(length: int, bt: int, tpp: int) -> int:
+    return triton.cdiv(triton.cdiv(length, bt), tpp)
+
+
+class _FusedStack(torch.autograd.Function):
+    """h0 [B, L, C], cond [B, L, Cc], sproj [N, B, C] and the stacked per-layer weights -> skip sum [B, L, C].
+
+    Weights (N layers): wd [N, 3, C, 2C] (dilated conv, ``weight.permute(2, 1, 0)``), bias [N, 2C]
+    (dilated-conv bias + conditioner bias), wc [N, Cc, 2C] (conditioner, transposed), wo [N, C, 2C]
+    (output projection, transposed), bo [N, 2C]. Activations are in ``h0``'s dtype, sums in fp32."""
+
+    @staticmethod
+    def forward(ctx: Any, h0, cond, sproj, wd, bias, wc, wo, bo, dilations):  # type: ignore[override]
+        n_layers, batch, length, channels = len(dilations), h0.shape[0], h0.shape[1], h0.shape[2]
+        cc = cond.shape[2]
+        dt = h0.dtype
+        wd_q, wc_q, wo_q = wd.to(dt).contiguous(), wc.to(dt).contiguous(), wo.to(dt).contiguous()
+        bias32, bo32 = bias.float().contiguous(), bo.float().contiguous()
+        s32 = sproj.float().contiguous()
+        cond = cond.contiguous()
+        save = any(ctx.needs_input_grad[:8])
+        z_all = torch.empty(batch, length, n_layers * channels, device=h0.device, dtype=dt)
+        pre = torch.empty(n_layers if save else 1, batch, length, 2 * channels, device=h0.device, dtype=dt)
+        inputs = [h0.contiguous()]
+        fwd = _kernel("fwd")
+        ca, cb = _cond_blocks(cc)
+        for i, d in enumerate(dilations):
+            last = i == n_layers - 1
+            out = inputs[-1] if last else torch.empty_like(inputs[-1])
+            fwd(lambda m: (_chunks(length, m["BT"], m["TPP"]), batch),
+                inputs[-1], cond, s32[i], wd_q[i], bias32[i], wc_q[i], wo_q[i], bo32[i],
+                out, pre[i if save else 0], z_all,
+                length, d, cc, n_layers * channels, i * channels,
+                C=channels, CA=ca, CB=cb, WRITE_OUT=not last, WRITE_PRE=save)
+            if not last:
+                inputs.append(out)
+        # skip sum: Σ_i z_i Wo_skip_i + bo_skip_i as one product over all layers
+        wos = wo_q[:, :, channels:].reshape(n_layers * channels, channels)
+        skip = torch.matmul(z_all.view(batch * length, -1), wos).float()
+        skip += bo32[:, channels:].sum(0)
+        if save:
+            ctx.save_for_backward(cond, s32, wd_q, wc_q, wo_q, pre, z_all, *inputs)
+            ctx.dilations = tuple(dilations)
+            ctx.dtypes = (h0.dtype, cond.dtype, sproj.dtype, wd.dtype, bias.dtype, wc.dtype, wo.dtype, bo.dtype)
+        return skip.view(batch, length, channels).to(dt)
+
+    @staticmethod
+    def backward(ctx: Any, g_skip):  # type: ignore[override]
+        cond, s32, wd_q, wc_q, wo_q, pre, z_all, *inputs = ctx.saved_tensors
+        dilations = ctx.dilations
+        n_layers = len(dilations)
+        batch, length, channels = inputs[0].shape
+        cc = cond.shape[2]
+        dt = inputs[0].dtype
+        dev = inputs[0].device
+        f32 = torch.float32
+        gsk = g_skip.to(dt).contiguous()
+        n_chunks_max = _chunks(length, min(TILE_SIZES), 1)  # the most chunks any configuration uses
+        w_tiles = triton.cdiv(length, W_TILE)
+        n_prog_w = min(W_PROGRAMS, batch * w_tiles)
+        width = n_layers * 2 * channels
+        g_all = torch.empty(batch, length, width, device=dev, dtype=dt)
+        part_vec = torch.zeros(batch * n_chunks_max, 4, 2 * channels, device=dev, dtype=f32)
+        part_w = torch.empty(n_prog_w, 3, channels, 2 * channels, device=dev, dtype=f32)
+        d_wd = torch.empty(n_layers, 3, channels, 2 * channels, device=dev, dtype=f32)
+        d_wo = torch.empty(n_layers, channels, 2 * channels, device=dev, dtype=f32)
+        d_bias = torch.empty(n_layers, 2 * channels, device=dev, dtype=f32)
+        d_bo = torch.empty(n_layers, 2 * channels, device=dev, dtype=f32)
+        d_s = torch.empty(n_layers, batch, channels, device=dev, dtype=f32)
+        z_flat = z_all.view(batch * length, n_layers * channels)
+        # the skip half of the output projection, all layers at once: Z^T g_skip
+        d_wo[:, :, channels:] = torch.matmul(z_flat.t(), gsk.view(-1, channels)).float().view(n_layers, channels, channels)
+        d_bo[:, channels:] = g_skip.float().sum((0, 1))
+        d_wo[-1, :, :channels] = 0.0  # the last layer's residual output is unused
+        pre_k, x_k, w_k = _kernel("pre"), _kernel("x"), _kernel("w")
+        grad = None  # gradient of the current layer's output (None for the last layer)
+        for i in reversed(range(n_layers)):
+            d = dilations[i]
+            has_d = grad is not None
+            col = i * 2 * channels
+            pre_k(lambda m: (_chunks(length, m["BT"], m["TPP"]), batch),
+                  pre[i], grad if has_d else gsk, gsk, wo_q[i], g_all, part_vec,
+                  length, n_chunks_max, d, width, col, C=channels, HAS_D=has_d)
+            w_k(lambda m: (n_prog_w, 2),
+                inputs[i], s32[i], g_all, part_w,
+                length, w_tiles, batch * w_tiles, n_prog_w, d, width, col,
+                C=channels, BT=W_TILE, N_ITER=triton.cdiv(batch * w_tiles, n_prog_w))
+            new_grad = torch.empty(batch, length, channels, device=dev, dtype=dt)
+            x_k(lambda m: (_chunks(length, m["BT"], m["TPP"]), batch),
+                g_all, grad if has_d else gsk, wd_q[i], new_grad,
+                length, d, width, col, C=channels, HAS_D=has_d)
+            if has_d:  # the residual half of the output projection: z_i^T (D / sqrt 2)
+                zi = z_flat[:, i * channels:(i + 1) * channels]
+                d_wo[i, :, :channels] = torch.matmul(zi.t(), grad.view(-1, channels)).float() * _RSQRT2
+            grad = new_grad
+            d_wd[i] = part_w.sum(0)
+            vec = part_vec.view(batch, n_chunks_max, 4, 2 * channels).sum(1)  # [B, 4, 2C]
+            total, lo, hi = vec[:, 0], vec[:, 1], vec[:, 2]  # [B, 2C]
+            d_bias[i] = total.sum(0)
+            d_bo[i, :channels] = vec[:, 3, :channels].sum(0)
+            # the step projection is added to the conv's input where a tap reads inside the signal
+            taps = torch.stack([total - lo, total, total - hi], 0)  # [3, B, 2C]
+            d_s[i] = torch.einsum("kcj,kbj->bc", wd_q[i].float(), taps)
+        g_flat = g_all.view(batch * length, width)
+        d_cond = torch.matmul(g_flat, wc_q.permute(0, 2, 1).reshape(width, cc))  # [B*L, Cc]
+        d_wc = torch.matmul(cond.view(batch * length, cc).t(), g_flat).float()  # [Cc, N * 2C]
+        d_wc = d_wc.view(cc, n_layers, 2 * channels).permute(1, 0, 2)
+        types = ctx.dtypes
+        return (
+            grad.to(types[0]),
+            d_cond.view(batch, length, cc).to(types[1]),
+            d_s.to(types[2]),
+            d_wd.to(types[3]),
+            d_bias.to(types[4]),
+            d_wc.to(types[5]),
+            d_wo.to(types[6]),
+            d_bo.to(types[7]),
+            None,
+        )
+
+
+@torch.compiler.disable  # under torch.compile: a graph break; the kernels are already fused
+def fused_residual_stack(
+    layers: Any, h: torch.Tensor, cond: torch.Tensor, step: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """The residual layers of a :class:`Denoiser` on h [B, C, L] and cond [B, Cc, L] (both stored
+    time-major) and step [B, H] -> skip sum [B, C, L] (time-major), activations in ``dtype``.
+
+    Gradients flow to every parameter of ``layers``, to ``h``, ``cond`` and ``step``."""
+    first = layers[0]
+    channels = first.output_projection.weight.shape[1]
+    dilations = [layer.dilated_conv.dilation[0] for layer in layers]
+    wd = torch.stack([layer.dilated_conv.weight for layer in layers]).permute(0, 3, 2, 1)  # [N, 3, C, 2C]
+    bias = torch.stack([layer.dilated_conv.bias + layer.conditioner_projection.bias for layer in layers])
+    wc = torch.stack([layer.conditioner_projection.weight.squeeze(-1) for layer in layers]).transpose(1, 2)
+    wo = torch.stack([layer.output_projection.weight.squeeze(-1) for layer in layers]).transpose(1, 2)
+    bo = torch.stack([layer.output_projection.bias for layer in layers])
+    w_step = torch.stack([layer.diffusion_projection.weight for layer in layers])  # [N, C, H]
+    b_step = torch.stack([layer.diffusion_projection.bias for layer in layers])  # [N, C]
+    sproj = torch.einsum("nch,bh->nbc", w_step, step.to(w_step.dtype)) + b_step[:, None, :]
+    h_tm = h.transpose(1, 2).to(dtype).contiguous()  # [B, L, C]: a free view of a time-major h
+    cond_tm = cond.transpose(1, 2).to(dtype).contiguous()
+    skip = _FusedStack.apply(h_tm, cond_tm, sproj, wd, bias, wc, wo, bo, dilations)
+    assert skip.shape[2] == channels
+    return skip.transpose(1, 2)
