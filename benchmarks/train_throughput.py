@@ -59,10 +59,12 @@ class Case:
     precision: str  # lmnt: fp32 | fp16; wavediff: fp32 | bf16 | fp16
     batch: int
     compile: bool = False
+    fused: bool = True  # wavediff: the fused Triton residual stack where it applies (else layer by layer)
 
     @property
     def name(self) -> str:
-        return f"{self.impl} {self.precision}{' +compile' if self.compile else ''} b{self.batch}"
+        mods = (" +compile" if self.compile else "") + ("" if self.fused else " +unfused")
+        return f"{self.impl} {self.precision}{mods} b{self.batch}"
 
 
 @dataclass
@@ -71,6 +73,8 @@ class Result:
     precision: str
     batch: int
     compile: bool
+    fused: bool = True
+    stack: str = ""  # wavediff: "fused Triton" or "layer by layer", as it ran
     status: str = "ok"  # ok | OOM | error: ... | skipped: ...
     steps_per_s: float | None = None
     audio_s_per_s: float | None = None
@@ -83,18 +87,19 @@ class Result:
 
 
 def parse_cases(impl: str, specs: list[str]) -> list[Case]:
-    """``["fp16:16,64", "bf16+compile:64"]`` -> cases."""
+    """``["fp16:16,64", "bf16+compile:64", "bf16+unfused:64"]`` -> cases."""
     cases = []
     for spec in specs:
         try:
             mode, batches = spec.split(":")
-            precision, _, extra = mode.partition("+")
-            if extra not in ("", "compile"):
+            precision, *extras = mode.split("+")
+            if not set(extras) <= {"compile", "unfused"} or (impl == "lmnt" and "unfused" in extras):
                 raise ValueError
             sizes = [int(b) for b in batches.split(",") if b]
         except ValueError:
-            raise SystemExit(f"bad --{impl} spec {spec!r}; expected PRECISION[+compile]:B1,B2,...") from None
-        cases += [Case(impl, precision, b, extra == "compile") for b in sizes]
+            raise SystemExit(f"bad --{impl} spec {spec!r}; expected PRECISION[+compile][+unfused]:B1,B2,... "
+                             "(+unfused: wavediff only)") from None
+        cases += [Case(impl, precision, b, "compile" in extras, "unfused" not in extras) for b in sizes]
     return cases
 
 
@@ -187,6 +192,7 @@ def make_wavediff_step(case: Case, device: torch.device, workdir: Path) -> tuple
 
     torch.manual_seed(0)
     vocoder = Vocoder(VocoderConfig())
+    vocoder.net.use_fused = case.fused
     config = TrainConfig(batch_size=case.batch, precision=case.precision, compile=case.compile, grad_clip=1.0,
                          ema_decay=0.9999, num_workers=0, device=str(device), lr=2e-4)
     trainer = Trainer(VocoderLoss(vocoder), lambda model, batch: model(batch), _Sized(), workdir, config)
@@ -198,7 +204,9 @@ def make_wavediff_step(case: Case, device: torch.device, workdir: Path) -> tuple
     }
     window = _Window()
     n_params = vocoder.net.num_parameters()
-    return (lambda: trainer._train_step(batch, window)), "wavediff.train.Trainer._train_step", n_params
+    with trainer._autocast():
+        stack = "fused Triton" if vocoder.net._fused_dtype(torch.empty(0, device=device)) else "layer by layer"
+    return (lambda: trainer._train_step(batch, window)), f"wavediff.train.Trainer._train_step ({stack})", n_params
 
 
 # ------------------------------------------------------------------------------------------------
@@ -219,7 +227,7 @@ def _free(device: torch.device) -> None:
 
 def measure(case: Case, device: torch.device, warmup: int, steps: int) -> Result:
     """Build the case, run ``warmup`` untimed and ``steps`` timed training steps (two halves)."""
-    result = Result(case.impl, case.precision, case.batch, case.compile)
+    result = Result(case.impl, case.precision, case.batch, case.compile, case.fused)
     step = None
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -231,11 +239,17 @@ def measure(case: Case, device: torch.device, warmup: int, steps: int) -> Result
             make = make_lmnt_step if case.impl == "lmnt" else make_wavediff_step
             step, which, n_params = make(case, device, Path(tmp))
             result.note = f"{which}; {n_params / 1e6:.3f} M parameters"
+            if case.impl == "wavediff":
+                result.stack = "fused Triton" if "(fused Triton)" in which else "layer by layer"
             t0 = time.perf_counter()
             for _ in range(warmup):
                 step()
             _sync(device)
             result.warmup_s = time.perf_counter() - t0
+            if result.stack == "fused Triton":
+                from wavediff.nn.fused_stack import tuned_configs
+
+                result.note += f"; autotuned: {tuned_configs()}"
             halves = [steps // 2, steps - steps // 2]
             elapsed = []
             for n in halves:
@@ -298,7 +312,7 @@ def profile(case: Case, device: torch.device, out_dir: Path, steps: int = 3, row
             "device_kernel_ms_per_step": device_us / 1000 / steps,
         }
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"profile_{case.impl}_{case.precision}{'_compile' if case.compile else ''}_b{case.batch}.txt"
+        path = out_dir / f"profile_{case.name.replace(' ', '_').replace('+', '')}.txt"
         path.write_text(json.dumps(summary) + "\n\n" + table + "\n")
         step = None
         _free(device)
@@ -321,6 +335,8 @@ def markdown_table(results: list[Result]) -> str:
     ]
     for r in results:
         impl = "lmnt-com/diffwave learner" if r.impl == "lmnt" else "wavediff Trainer"
+        if r.impl == "wavediff":
+            impl += f", {r.stack or ('fused stack' if r.fused else 'layer by layer')}"
         prec = r.precision + (" + torch.compile" if r.compile else "")
         if r.status != "ok":
             lines.append(f"| {impl} | {prec} | {r.batch} | {r.status} | | | |")
@@ -361,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     for case in cases:
         if time.perf_counter() - start > args.time_budget:
-            results.append(Result(case.impl, case.precision, case.batch, case.compile, status="skipped: time budget"))
+            results.append(Result(case.impl, case.precision, case.batch, case.compile, case.fused,
+                                  status="skipped: time budget"))
             continue
         r = measure(case, device, args.warmup, args.steps)
         results.append(r)
@@ -375,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             ok = [r for r in results if r.impl == impl and r.status == "ok"]
             if ok and time.perf_counter() - start < args.time_budget:
                 b = max(ok, key=lambda r: r.audio_s_per_s)
-                profiles.append(profile(Case(b.impl, b.precision, b.batch, b.compile), device, args.profile_dir))
+                profiles.append(profile(Case(b.impl, b.precision, b.batch, b.compile, b.fused), device, args.profile_dir))
                 print(json.dumps(profiles[-1]), flush=True)
 
     if args.json:
