@@ -66,6 +66,8 @@ def test_fused_stack_supported_only_where_it_applies(monkeypatch):
     assert fused_stack_supported(64, 80, torch.device("cuda"))
     assert not fused_stack_supported(64, None, torch.device("cuda"))  # unconditional model
     assert not fused_stack_supported(96, 80, torch.device("cuda"))  # not a power of two
+    assert not fused_stack_supported(128, 80, torch.device("cuda"))  # wider than the kernels were checked for
+    assert not fused_stack_supported(64, 272, torch.device("cuda"))  # the acoustic model's conditioner
     monkeypatch.setenv("WAVEDIFF_FUSED", "0")
     assert not fused_stack_supported(64, 80, torch.device("cuda"))
 

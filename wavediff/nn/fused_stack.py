@@ -68,11 +68,17 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+SUPPORTED_CHANNELS = (16, 32, 64)  # residual channels; 64 with 80 mel bins is what ran on a GPU
+MAX_COND_CHANNELS = 128  # the kernels keep a tile of conditioner channels and its weights in registers
+
+
 def fused_stack_supported(channels: int, cond_channels: int | None, device: torch.device) -> bool:
-    """Whether :func:`fused_residual_stack` can run this stack here."""
+    """Whether :func:`fused_residual_stack` can run this stack here: a conditional stack of the sizes
+    the kernels were written and checked for (the vocoders: DiffWave-base's 64 channels and 80 mel
+    bins, or smaller; not the acoustic model's 272-channel frame-rate conditioner)."""
     if triton is None or os.environ.get("WAVEDIFF_FUSED", "1") == "0":
         return False
-    if cond_channels is None or channels not in (16, 32, 64, 128):
+    if cond_channels is None or cond_channels > MAX_COND_CHANNELS or channels not in SUPPORTED_CHANNELS:
         return False
     return device.type == "cuda" or (_interpreting() and device.type == "cpu")
 
@@ -434,7 +440,10 @@ class _FusedStack(torch.autograd.Function):
         gsk = g_skip.to(dt).contiguous()
         n_chunks_max = _chunks(length, min(TILE_SIZES), 1)  # the most chunks any configuration uses
         w_tiles = triton.cdiv(length, W_TILE)
-        n_prog_w = min(W_PROGRAMS, batch * w_tiles)
+        # tiles per weight-gradient program: a power of two (a compile-time constant; powers of two
+        # keep the number of compiled variants small when lengths vary), programs as many as needed
+        w_iter = _next_pow2(triton.cdiv(batch * w_tiles, W_PROGRAMS))
+        n_prog_w = triton.cdiv(batch * w_tiles, w_iter)
         width = n_layers * 2 * channels
         g_all = torch.empty(batch, length, width, device=dev, dtype=dt)
         part_vec = torch.zeros(batch * n_chunks_max, 4, 2 * channels, device=dev, dtype=f32)
@@ -461,7 +470,7 @@ class _FusedStack(torch.autograd.Function):
             w_k(lambda m: (n_prog_w, 2),
                 inputs[i], s32[i], g_all, part_w,
                 length, w_tiles, batch * w_tiles, n_prog_w, d, width, col,
-                C=channels, BT=W_TILE, N_ITER=triton.cdiv(batch * w_tiles, n_prog_w))
+                C=channels, BT=W_TILE, N_ITER=w_iter)
             new_grad = torch.empty(batch, length, channels, device=dev, dtype=dt)
             x_k(lambda m: (_chunks(length, m["BT"], m["TPP"]), batch),
                 g_all, grad if has_d else gsk, wd_q[i], new_grad,
