@@ -9,6 +9,50 @@ import sys
 import torch
 
 
+def check_bounds(fs) -> None:
+    """Make every load and store of the kernels check that each address it touches lies inside one of
+    the tensors passed to that launch (Triton's interpreter itself reads any address it is given)."""
+    import numpy as np
+    from triton.runtime import interpreter
+
+    builder = interpreter.InterpreterBuilder
+    ranges: list[tuple[int, int]] = []
+
+    def check(ptrs, mask, what):
+        size = interpreter._get_np_dtype(ptrs.get_element_ty()).itemsize
+        active = ptrs.data[mask.data.astype(bool)]
+        inside = np.zeros(active.shape, dtype=bool)
+        for lo, hi in ranges:
+            inside |= (active >= lo) & (active + size <= hi)
+        if not inside.all():
+            raise RuntimeError(f"out-of-bounds {what} at {active[~inside][:4].tolist()}")
+
+    load, store = builder.create_masked_load, builder.create_masked_store
+
+    def checked_load(self, ptrs, mask, *rest):
+        check(ptrs, mask, "load")
+        return load(self, ptrs, mask, *rest)
+
+    def checked_store(self, ptrs, value, mask, *rest):
+        check(ptrs, mask, "store")
+        return store(self, ptrs, value, mask, *rest)
+
+    builder.create_masked_load, builder.create_masked_store = checked_load, checked_store
+    kernel = fs._kernel
+
+    def tracking_kernel(name):
+        launch = kernel(name)
+
+        def run(grid, *a, **kw):
+            ranges[:] = [(v.data_ptr(), v.data_ptr() + v.numel() * v.element_size())
+                         for v in [*a, *kw.values()] if isinstance(v, torch.Tensor)]
+            return launch(grid, *a, **kw)
+
+        return run
+
+    fs._kernel = tracking_kernel
+
+
 def main() -> None:
     args = json.loads(sys.argv[1])
     import wavediff.nn.fused_stack as fs
@@ -16,6 +60,10 @@ def main() -> None:
 
     assert fs._interpreting(), "run me with TRITON_INTERPRET=1"
     fs.W_PROGRAMS = args.get("w_programs", fs.W_PROGRAMS)
+    if args.get("tile"):
+        fs.BLOCK_T = args["tile"]
+    if args.get("bounds"):
+        check_bounds(fs)
     torch.manual_seed(0)
     cfg = DenoiserConfig(residual_layers=args["layers"], residual_channels=args["channels"],
                          dilation_cycle=args["cycle"], cond_channels=args["cond"], upsample_factor=4)

@@ -37,6 +37,9 @@ CASES = {
     # kernel's programs looping over several tiles each
     "32 channels, dilation past the end": dict(layers=8, channels=32, cycle=8, cond=80, batch=2, length=100,
                                                w_programs=3),
+    # every address each kernel touches checked against the tensors it was given, 32-step tiles
+    "64 channels, bounds checked": dict(layers=10, channels=64, cycle=10, cond=80, batch=2, length=300,
+                                        tile=32, w_programs=5, bounds=True),
 }
 
 
