@@ -68,8 +68,11 @@ class DistInfo:
         dist.all_gather_object(out, obj)
         return out
 
-    def destroy(self) -> None:
+    def destroy(self, barrier: bool = False) -> None:
+        """Leave the process group (if this object made it); ``barrier``: wait for every rank first."""
         if self.owns_group and dist.is_initialized():
+            if barrier:
+                dist.barrier()
             dist.destroy_process_group()
 
 

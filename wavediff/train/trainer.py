@@ -781,6 +781,7 @@ class Trainer:
         self._stop_requested = False
         previous_handlers: dict[int, Any] = {}
         pbar = None
+        finished = False
         try:
             latest = find_latest_checkpoint(self.state_dir)
             if resume and latest is not None:
@@ -823,6 +824,7 @@ class Trainer:
             checkpoint = self._last_checkpoint
             if interrupted and self.dist.is_main:
                 logger.warning("stopped at step %d; state saved to %s", self.step, checkpoint)
+            finished = True
             return {
                 "step": self.step,
                 "epoch": self.epoch,
@@ -841,7 +843,10 @@ class Trainer:
                 self._writer.close()
                 self._writer = None
             self._train_loader = None  # shuts persistent workers down
-            self.dist.destroy()
+            # after a normal end every rank meets before the group goes (a rank that tears its
+            # connections down while another is still inside a collective can abort that one);
+            # after an error the other ranks may never arrive, so no barrier then
+            self.dist.destroy(barrier=finished)
 
     def _loop(self, pbar: Any) -> bool:
         """Run steps until max_steps or a stop request; True when stopped by a request."""
