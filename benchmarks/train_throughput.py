@@ -151,8 +151,8 @@ class _LmntLearnerCopy:
         return loss
 
 
-def make_lmnt_step(case: Case, device: torch.device, workdir: Path) -> tuple[Callable[[], Any], str, int]:
-    """lmnt's model, Adam and learner; returns (step, which learner, parameter count)."""
+def make_lmnt_step(case: Case, device: torch.device, workdir: Path) -> tuple[Callable[[], Any], str, int, str]:
+    """lmnt's model, Adam and learner; returns (step, which learner, parameter count, "")."""
     from diffwave.model import DiffWave
 
     params = _lmnt_params()
@@ -174,11 +174,12 @@ def make_lmnt_step(case: Case, device: torch.device, workdir: Path) -> tuple[Cal
     }
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
-    return (lambda: learner.train_step(features)), which, n_params
+    return (lambda: learner.train_step(features)), which, n_params, ""
 
 
-def make_wavediff_step(case: Case, device: torch.device, workdir: Path) -> tuple[Callable[[], Any], str, int]:
-    """wavediff's Vocoder (DiffWave-base) in the real Trainer; returns (step, description, parameter count)."""
+def make_wavediff_step(case: Case, device: torch.device, workdir: Path) -> tuple[Callable[[], Any], str, int, str]:
+    """wavediff's Vocoder (DiffWave-base) in the real Trainer; returns (step, description, parameter count,
+    which residual stack runs: "fused Triton" or "layer by layer")."""
     from wavediff.pipelines.vocoder import Vocoder, VocoderConfig, VocoderLoss
     from wavediff.train import TrainConfig, Trainer
     from wavediff.train.trainer import _Window
@@ -206,7 +207,7 @@ def make_wavediff_step(case: Case, device: torch.device, workdir: Path) -> tuple
     n_params = vocoder.net.num_parameters()
     with trainer._autocast():
         stack = "fused Triton" if vocoder.net._fused_dtype(torch.empty(0, device=device)) else "layer by layer"
-    return (lambda: trainer._train_step(batch, window)), f"wavediff.train.Trainer._train_step ({stack})", n_params
+    return (lambda: trainer._train_step(batch, window)), "wavediff.train.Trainer._train_step", n_params, stack
 
 
 # ------------------------------------------------------------------------------------------------
@@ -237,10 +238,8 @@ def measure(case: Case, device: torch.device, warmup: int, steps: int) -> Result
                 torch.backends.cudnn.benchmark = case.impl == "lmnt"  # lmnt's train() sets it; the Trainer decides its own
                 torch.cuda.reset_peak_memory_stats(device)
             make = make_lmnt_step if case.impl == "lmnt" else make_wavediff_step
-            step, which, n_params = make(case, device, Path(tmp))
+            step, which, n_params, result.stack = make(case, device, Path(tmp))
             result.note = f"{which}; {n_params / 1e6:.3f} M parameters"
-            if case.impl == "wavediff":
-                result.stack = "fused Triton" if "(fused Triton)" in which else "layer by layer"
             t0 = time.perf_counter()
             for _ in range(warmup):
                 step()
@@ -288,7 +287,7 @@ def profile(case: Case, device: torch.device, out_dir: Path, steps: int = 3, row
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = case.impl == "lmnt"
         make = make_lmnt_step if case.impl == "lmnt" else make_wavediff_step
-        step, _, _ = make(case, device, Path(tmp))
+        step, _, _, _ = make(case, device, Path(tmp))
         for _ in range(3):
             step()
         _sync(device)

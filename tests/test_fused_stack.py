@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from wavediff.nn.denoiser import Denoiser, DenoiserConfig
-from wavediff.nn.fused_stack import fused_stack_supported, triton_available
+from wavediff.nn.fused_stack import fused_stack_supported
 
 HELPER = Path(__file__).with_name("_fused_stack_case.py")
 TOL = 2e-4  # float32 against float64, relative to each tensor's largest value
@@ -61,7 +61,6 @@ def test_whole_denoiser_fused_matches_unfused():
     assert not bad, bad
 
 
-@pytest.mark.skipif(not triton_available(), reason="needs triton installed (the dev extra has it)")
 def test_fused_stack_supported_only_where_it_applies(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.delenv("WAVEDIFF_FUSED", raising=False)
