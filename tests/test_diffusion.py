@@ -409,6 +409,8 @@ def test_deterministic_samplers_are_deterministic_and_call_counts():
         assert len(calls) == nfe, name
         assert calls[0] == pytest.approx(49.0 if name != "fast" else 42.9186, abs=1e-3)
         assert calls[-1] == pytest.approx(0.0)
+        if name != "fast":  # only DiffWave's fast sampler uses fractional (aligned) steps, as lmnt's does
+            assert all(c == round(c) for c in calls), (name, calls)
     y1 = sample("dpmpp_2m", model, x, sched, steps=6)
     y2 = sample("dpmpp_2m", model, x, sched, steps=6)
     assert torch.equal(y1, y2)
@@ -418,8 +420,21 @@ def test_timesteps_spacings():
     for spacing in ("linear", "quadratic", "logsnr"):
         ts = timesteps(DIFFWAVE, 8, spacing)
         assert ts[0] == 49 and ts[-1] == 0 and (ts[1:] < ts[:-1]).all()
-    lam = DIFFWAVE.log_snr(timesteps(DIFFWAVE, 8, "logsnr"))
-    np.testing.assert_allclose(np.diff(lam.numpy()), np.diff(lam.numpy()).mean(), rtol=1e-6)
+    # integer training steps, each the nearest to its ideal point (here: uniform in log-SNR)
+    ts = timesteps(DIFFWAVE, 8, "logsnr")
+    assert torch.equal(ts, ts.round())
+    lam = DIFFWAVE.log_snr(torch.arange(50, dtype=torch.float64))
+    ideal = torch.linspace(lam[49].item(), lam[0].item(), 8, dtype=torch.float64)
+    nearest = (lam[None, :] - ideal[:, None]).abs().argmin(1)  # the step nearest in λ to each ideal point
+    assert (ts - nearest.double()).abs().max() <= 1  # rounding in t, not λ: at most one step apart
+    # a 1000-step schedule: the ideal points are far apart, rounding moves each by at most 1/2
+    long = ScheduleConfig(kind="linear", num_steps=1000, beta_start=1e-4, beta_end=0.02).build()
+    assert timesteps(long, 10).tolist() == [999, 886, 757, 603, 410, 202, 73, 22, 5, 0]
+    # as many steps as the schedule has: every step once; more is an error
+    assert timesteps(DIFFWAVE, 50).tolist() == list(range(49, -1, -1))
+    assert timesteps(DIFFWAVE, 20, "logsnr").unique().numel() == 20
+    with pytest.raises(ValueError, match="at most the schedule's 50"):
+        timesteps(DIFFWAVE, 51)
     with pytest.raises(ValueError, match="unknown spacing"):
         timesteps(DIFFWAVE, 4, "cubic")
 

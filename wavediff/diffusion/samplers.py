@@ -57,29 +57,43 @@ def _check_input(x: torch.Tensor) -> None:
 
 
 def timesteps(schedule: NoiseSchedule, steps: int, spacing: str = "logsnr") -> torch.Tensor:
-    """``steps`` fractional step indices from T−1 down to 0 (float64, descending).
+    """``steps`` distinct integer step indices from T−1 down to 0 (float64, descending).
 
     spacing: ``linear`` (uniform in t), ``quadratic`` (dense near 0, as DDIM's), ``logsnr``
-    (uniform in log-SNR λ, DPM-Solver's choice)."""
+    (uniform in log-SNR λ, DPM-Solver's choice). The ideal points are rounded to the nearest
+    training step (moved up where two would coincide), as diffusers' schedulers do: a network
+    trained at integer steps has never seen the steps in between, and with DiffWave's sinusoidal
+    step table (frequencies up to 10⁴ rad per step) an interpolated row between two steps is
+    unlike any it was trained on. With 1,000 training steps, fractional steps made DPM-Solver++
+    and DDIM return noise from a trained mel model that gives good mels at the rounded steps.
+    Pass fractional steps to a sampler's ``ts`` to use them anyway."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     last = schedule.num_steps - 1
+    if steps > schedule.num_steps:
+        raise ValueError(f"steps must be at most the schedule's {schedule.num_steps} training steps, got {steps}")
     if steps == 1:
         return torch.tensor([float(last)], dtype=torch.float64)
     u = torch.linspace(1.0, 0.0, steps, dtype=torch.float64)
     if spacing == "linear":
-        return u * last
-    if spacing == "quadratic":
-        return u**2 * last
-    if spacing == "logsnr":
+        t = u * last
+    elif spacing == "quadratic":
+        t = u**2 * last
+    elif spacing == "logsnr":
         lam_max = schedule.log_snr(torch.tensor(0.0, dtype=torch.float64))
         lam_min = schedule.log_snr(torch.tensor(float(last), dtype=torch.float64))
         lam = lam_min + (1 - u) * (lam_max - lam_min)
         ab = torch.sigmoid(lam)  # ᾱ = snr / (1 + snr)
         t = schedule.t_from_alpha_bar(ab.clamp(schedule.alpha_bars[-1], schedule.alpha_bars[0]))
-        t[0], t[-1] = last, 0.0
-        return t
-    raise ValueError(f"unknown spacing {spacing!r}; expected 'linear', 'quadratic' or 'logsnr'")
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}; expected 'linear', 'quadratic' or 'logsnr'")
+    t = t.round()
+    t[0], t[-1] = last, 0.0
+    for k in range(steps - 2, -1, -1):  # distinct: each at least one step above the next
+        t[k] = max(t[k].item(), t[k + 1].item() + 1)
+    for k in range(1, steps):  # ... and below the previous (only bites when steps ≈ T)
+        t[k] = min(t[k].item(), t[k - 1].item() - 1)
+    return t
 
 
 # --------------------------------------------------------------------------- ancestral DDPM
