@@ -71,6 +71,34 @@ def test_resume_continues_at_the_saved_step(tmp_path, corpus):
     assert (exp / "state" / "step-00000020.pt").is_file()
 
 
+def test_init_starts_a_new_run_from_trained_weights(tmp_path, corpus):
+    from wavediff.checkpoint import load_state_dict
+
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    assert _run("train", "vocoder", "--data", str(corpus), "--out", str(first), "--config", "tiny", "--max-steps", "10").returncode == 0
+    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(tuned), "--config", "tiny", "--max-steps", "1",
+             "--init", str(first / "model"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "trained to step 1" in r.stdout  # a new run: its own step count
+    a, b = load_state_dict(first / "model"), load_state_dict(tuned / "model")
+    assert a.keys() == b.keys()
+    # one small optimiser step away from the trained weights, not from a fresh initialisation
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 0.01
+    assert any((a[k] - b[k]).abs().max().item() > 0 for k in a)
+    run = json.loads((tuned / "run.json").read_text())
+    assert run["init"] == str(first / "model")
+    assert run["prior"]["gain"] == json.loads((first / "model" / "config.json").read_text())["prior"]["gain"]
+    # one-line errors, no run folder written: --init with --resume, another model size, no model there
+    both = _run("train", "vocoder", "--data", str(corpus), "--out", str(tuned), "--resume", "--init", str(first / "model"))
+    assert both.returncode == 2 and "give one of them" in both.stderr and "Traceback" not in both.stderr
+    other = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "o"), "--config", "base",
+                 "--init", str(first / "model"))
+    assert other.returncode == 2 and "differs from this run's config in" in other.stderr and "residual_channels" in other.stderr
+    assert "Traceback" not in other.stderr and not (tmp_path / "o").exists()
+    missing = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "m"), "--init", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and not (tmp_path / "m").exists()
+
+
 def test_max_time_stops_training_cleanly(tmp_path, corpus):
     exp = tmp_path / "exp"
     r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny",

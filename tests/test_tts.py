@@ -422,3 +422,23 @@ def test_train_acoustic_run_reloads_and_resume_continues_at_the_saved_step(tmp_p
     assert "resumed from" in r.stderr and "step 30" in r.stderr
     assert "trained to step 35" in r.stdout
     assert (exp / "state" / "step-00000035.pt").is_file()
+
+
+def test_train_acoustic_init_fine_tunes_with_the_models_inventory(tmp_path, runs, corpus):
+    from wavediff.checkpoint import load_state_dict
+
+    exp = tmp_path / "tuned"
+    r = _run("train", "acoustic", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "1",
+             "--init", str(runs["acoustic"] / "model"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    trained = json.loads((runs["acoustic"] / "model" / "config.json").read_text())
+    tuned = json.loads((exp / "model" / "config.json").read_text())
+    assert tuned["text"] == trained["text"] and tuned["model"] == trained["model"]
+    a, b = load_state_dict(runs["acoustic"] / "model"), load_state_dict(exp / "model")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 0.02  # one step from the trained weights
+    bad = _run("train", "acoustic", "--data", str(corpus), "--out", str(tmp_path / "b"), "--config", "base",
+               "--init", str(runs["acoustic"] / "model"))
+    assert bad.returncode == 2 and not (tmp_path / "b").exists()
+    _assert_one_line_error(bad.stderr, "differs from this run's config in")
+
+

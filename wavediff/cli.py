@@ -53,6 +53,8 @@ def _add_train(sub) -> None:
                        help="stop after SECONDS of wall-clock time in this run (state saved; --resume continues)")
         _device_arg(m)
         m.add_argument("--resume", action="store_true", help="continue the run in EXP from its latest checkpoint")
+        m.add_argument("--init", default=None, metavar="MODEL_DIR",
+                       help=f"start a new run from a trained {name} model's weights (fine-tuning; same config)")
         m.set_defaults(func=_run_train)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -76,7 +78,7 @@ def _run_train(args) -> int:
         from wavediff.train.acoustic import train_acoustic as train
     if args.max_time is not None and not args.max_time > 0:
         raise ValueError(f"--max-time must be > 0 seconds, got {args.max_time}")
-    stats = train(args.data, args.out, args.config, args.max_steps, args.device, args.resume, max_time=args.max_time)
+    stats = train(args.data, args.out, args.config, args.max_steps, args.device, args.resume, max_time=args.max_time, init=args.init)
     return _train_result(stats, args.out)
 
 

@@ -22,7 +22,9 @@ from wavediff.nn.encoder import EncoderConfig
 from wavediff.pipelines.tts import AcousticLoss, AcousticModelConfig, AcousticPipeline, TTSInference
 from wavediff.text import TextFrontend
 
-from .configs import RUN_FILE, run_config, train_config, write_run_file
+from wavediff.checkpoint import load_weights
+
+from .configs import RUN_FILE, check_init, init_config, run_config, train_config, write_run_file
 from .configs import load_recipe_config as _load
 from .trainer import Trainer
 
@@ -80,14 +82,26 @@ def train_acoustic(
     device: str | None = None,
     resume: bool = False,
     max_time: float | None = None,
+    init: str | os.PathLike | None = None,
 ) -> dict:
-    """Train (or resume) an acoustic model on a transcribed corpus; returns the trainer's stats."""
+    """Train (or resume) an acoustic model on a transcribed corpus; returns the trainer's stats.
+
+    ``init``: a trained acoustic model's folder (``EXP/model``) to start from (fine-tuning): its
+    weights and its phoneme inventory; optimiser, step count and EMA start afresh. Its sizes and
+    mel must match the config."""
     out = Path(out_dir)
+    init_cfg = init_config(init, resume, "acoustic")
     cfg, resumed = run_config(out, resume, lambda: load_acoustic_config(config))
+    if init_cfg is not None:
+        cfg.setdefault("text", {})["frontend"] = init_cfg["text"]  # the same symbols, in the same order
+        cfg["init"] = os.fspath(init)
     tcfg = train_config(cfg, max_steps, device)
     text_cfg = cfg.get("text") or {}
     frontend = TextFrontend.from_dict(text_cfg["frontend"]) if "frontend" in text_cfg else TextFrontend(**text_cfg)
     acfg = resolve_acoustic_config(cfg, frontend)
+    if init_cfg is not None:
+        ours = acfg.to_dict()
+        check_init(init, init_cfg, {k: ours[k] for k in ("model", "diffusion", "mel")})
     if not resumed:
         cfg.setdefault("text", {})["frontend"] = frontend.to_dict()  # the inventory is fixed for the run
         write_run_file(out, cfg)
@@ -104,6 +118,8 @@ def train_acoustic(
 
     torch.manual_seed(tcfg.seed)
     pipeline = AcousticPipeline(acfg, frontend)
+    if init_cfg is not None:
+        load_weights(pipeline.model, init)
     trainer = Trainer(
         AcousticLoss(pipeline),
         lambda model, batch: model(batch),

@@ -12,6 +12,7 @@ import yaml
 
 __all__ = [
     "load_recipe_config", "packaged_configs", "RUN_FILE", "write_run_file", "read_run_file", "run_config", "train_config",
+    "init_config", "check_init",
 ]
 
 RUN_FILE = "run.json"
@@ -69,6 +70,29 @@ def run_config(out: Path, resume: bool, load_default: Callable[[], dict[str, Any
     if saved is not None and not resume:
         raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     return (saved, True) if saved is not None else (copy.deepcopy(load_default()), False)
+
+
+def init_config(init: str | os.PathLike | None, resume: bool, model_type: str) -> dict[str, Any] | None:
+    """The ``config.json`` of the trained model a new run starts from (``--init``), or None."""
+    if init is None:
+        return None
+    if resume:
+        raise ValueError("--init starts a new run from trained weights; --resume continues a run: give one of them")
+    from wavediff.checkpoint import load_config
+
+    return load_config(init, model_type)
+
+
+def check_init(init: str | os.PathLike, init_cfg: dict[str, Any], sections: dict[str, dict[str, Any]]) -> None:
+    """Refuse to start from weights whose model (or mel convention) differs from the run's config."""
+    for name, ours in sections.items():
+        theirs = init_cfg.get(name)
+        if theirs != ours:
+            keys = sorted(k for k in set(ours) | set(theirs or {}) if (theirs or {}).get(k) != ours.get(k))
+            raise ValueError(
+                f"--init {os.fspath(init)}: its {name} differs from this run's config in {', '.join(map(str, keys))}; "
+                "train with the config it was trained with"
+            )
 
 
 def train_config(cfg: dict[str, Any], max_steps: int | None, device: str | None):

@@ -20,7 +20,9 @@ from wavediff.diffusion import DiffusionConfig
 from wavediff.nn import DenoiserConfig
 from wavediff.pipelines.vocoder import InferenceConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss
 
-from .configs import RUN_FILE, run_config, train_config, write_run_file
+from wavediff.checkpoint import load_weights
+
+from .configs import RUN_FILE, check_init, init_config, run_config, train_config, write_run_file
 from .configs import load_recipe_config as _load
 from .trainer import Trainer
 
@@ -105,14 +107,27 @@ def train_vocoder(
     resume: bool = False,
     max_time: float | None = None,
     overrides: dict[str, dict] | None = None,
+    init: str | os.PathLike | None = None,
 ) -> dict:
-    """Train (or resume) a vocoder on a corpus folder; returns the trainer's final stats."""
+    """Train (or resume) a vocoder on a corpus folder; returns the trainer's final stats.
+
+    ``init``: a trained vocoder's folder (``EXP/model``) to start from (fine-tuning): its weights and
+    its prior's gain; optimiser, step count and EMA start afresh. Its sizes and mel must match the config."""
     out = Path(out_dir)
+    init_cfg = init_config(init, resume, "vocoder")
     cfg, resumed = run_config(out, resume, lambda: load_recipe_config(config))
     for section, values in (overrides or {}).items():
         cfg.setdefault(section, {}).update(values)
+    if init_cfg is not None:
+        gain = (init_cfg.get("prior") or {}).get("gain")
+        if gain:
+            cfg.setdefault("prior", {})["gain"] = gain
+        cfg["init"] = os.fspath(init)
     tcfg = train_config(cfg, max_steps, device)
     vcfg = resolve_vocoder_config(cfg)
+    if init_cfg is not None:
+        ours = vcfg.to_dict()
+        check_init(init, init_cfg, {k: ours[k] for k in ("model", "diffusion", "mel", "prior")})
     train_ds, val_ds = _datasets(data_dir, vcfg, cfg.get("data") or {}, out / "features", tcfg.seed)
 
     if vcfg.prior.kind == "energy" and not (cfg.get("prior") or {}).get("gain"):
@@ -124,6 +139,8 @@ def train_vocoder(
 
     torch.manual_seed(tcfg.seed)
     vocoder = Vocoder(vcfg)
+    if init_cfg is not None:
+        load_weights(vocoder.net, init)
     module = VocoderLoss(vocoder)
     trainer = Trainer(
         module,
