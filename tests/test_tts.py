@@ -323,13 +323,6 @@ def test_synth_bad_options_are_one_line_errors(tmp_path, runs, capsys, options, 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_synth_without_checkpoint_says_no_default_voice_is_bundled(tmp_path, capsys):
-    code = main(["synth", "Hello.", "-o", str(tmp_path / "x.wav")])
-    assert code == 2
-    _assert_one_line_error(capsys.readouterr().err, "no default voice is bundled")
-    assert not (tmp_path / "x.wav").exists()
-
-
 def test_synth_acoustic_checkpoint_passed_as_vocoder_is_a_clear_error(tmp_path, runs, capsys):
     code = main(["synth", "Hello.", "-o", str(tmp_path / "x.wav"), "--checkpoint", str(runs["acoustic"]),
                  "--vocoder", str(runs["acoustic"])])

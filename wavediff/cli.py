@@ -219,7 +219,7 @@ def _add_synth(sub) -> None:
     p.add_argument("--vocoder", metavar="DIR", help="vocoder checkpoint (default: the bundled one), or griffin-lim: no neural vocoder (a baseline; --vocoder-steps are its iterations, default 32)")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="acoustic-model diffusion steps (default: the checkpoint's)")
     p.add_argument("--vocoder-steps", type=int, default=None, metavar="N", help="vocoder steps (default: the vocoder's schedule)")
-    p.add_argument("--temperature", type=float, default=None, help="Grad-TTS temperature: larger is calmer (default: the checkpoint's, 1.5)")
+    p.add_argument("--temperature", type=float, default=None, help="Grad-TTS temperature: larger is calmer (default: the checkpoint's)")
     p.add_argument("--length-scale", type=float, default=None, help="speaking rate: > 1 slower, < 1 faster (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
     p.add_argument("--save-mel", action="store_true", help="also write the mel as OUT.npy and a spectrogram OUT.png")

@@ -13,7 +13,8 @@ from wavediff.audio import MelConfig, load_audio, save_audio
 from .vocoder import Vocoder
 
 __all__ = [
-    "INPUT_SUFFIXES", "DEFAULT_VOCODER_DIR", "DEFAULT_ACOUSTIC_DIR", "load_vocoder", "load_tts", "read_mel_input",
+    "INPUT_SUFFIXES", "DEFAULT_VOCODER_DIR", "DEFAULT_ACOUSTIC_DIR", "bundled_vocoder_dir", "bundled_acoustic_dir",
+    "load_vocoder", "load_tts", "read_mel_input",
     "vocode_file", "vocode_dir", "read_text_lines", "synthesize_to_file", "acoustic_nll", "atomic_write_text",
 ]
 
@@ -23,12 +24,27 @@ DEFAULT_VOCODER_DIR = ASSETS / "vocoder"
 DEFAULT_ACOUSTIC_DIR = ASSETS / "acoustic"
 
 
+def bundled_vocoder_dir() -> Path:
+    """The default voice's vocoder folder inside the package (a clear error when it is missing)."""
+    if not (DEFAULT_VOCODER_DIR / "config.json").is_file():
+        raise ValueError("no default vocoder is bundled with this installation of wavediff; pass --checkpoint DIR")
+    return DEFAULT_VOCODER_DIR
+
+
+def bundled_acoustic_dir() -> Path:
+    """The default voice's acoustic-model folder inside the package (a clear error when it is missing)."""
+    if not (DEFAULT_ACOUSTIC_DIR / "config.json").is_file():
+        raise ValueError(
+            "no default voice is bundled with this installation of wavediff; pass --checkpoint DIR "
+            "(an acoustic model) and --vocoder DIR (a vocoder)"
+        )
+    return DEFAULT_ACOUSTIC_DIR
+
+
 def load_vocoder(checkpoint: str | os.PathLike | None, device: str | None = None) -> Vocoder:
     """The vocoder at ``checkpoint``, or the bundled default voice's when None."""
     if checkpoint is None:
-        if not (DEFAULT_VOCODER_DIR / "config.json").is_file():
-            raise ValueError("no default vocoder is bundled with this version of wavediff; pass --checkpoint DIR")
-        checkpoint = DEFAULT_VOCODER_DIR
+        checkpoint = bundled_vocoder_dir()
     if not Path(checkpoint).is_dir():
         raise ValueError(f"checkpoint directory {str(checkpoint)!r} does not exist")
     return Vocoder.from_pretrained(checkpoint, device=device)
@@ -116,12 +132,7 @@ def load_tts(checkpoint=None, vocoder=None, device: str | None = None):
     from .tts import TTS
 
     if checkpoint is None:
-        if not (DEFAULT_ACOUSTIC_DIR / "config.json").is_file():
-            raise ValueError(
-                "no default voice is bundled with this version of wavediff yet; pass --checkpoint DIR "
-                "(an acoustic model) and --vocoder DIR (a vocoder)"
-            )
-        checkpoint = DEFAULT_ACOUSTIC_DIR
+        checkpoint = bundled_acoustic_dir()
     if not Path(checkpoint).is_dir():
         raise ValueError(f"checkpoint directory {str(checkpoint)!r} does not exist")
     return TTS.from_pretrained(checkpoint, vocoder=vocoder, device=device)

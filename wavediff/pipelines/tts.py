@@ -261,11 +261,15 @@ class TTS:
             )
 
     @classmethod
-    def from_pretrained(cls, directory, vocoder=None, device: str | None = None) -> "TTS":
-        """``directory``: an acoustic-model checkpoint; ``vocoder``: a Vocoder (or :class:`GriffinLim`), a
-        checkpoint dir, ``"griffin-lim"`` (no neural vocoder) or None (bundled)."""
-        from .files import load_vocoder
+    def from_pretrained(cls, directory=None, vocoder=None, device: str | None = None) -> "TTS":
+        """``directory``: an acoustic-model checkpoint or None (the bundled default voice); ``vocoder``: a
+        Vocoder (or :class:`GriffinLim`), a checkpoint dir, ``"griffin-lim"`` (no neural vocoder) or None
+        (the bundled one)."""
+        from .files import bundled_acoustic_dir, load_vocoder
         from .vocoder import GRIFFIN_LIM, GriffinLim, Vocoder
+
+        if directory is None:
+            directory = bundled_acoustic_dir()
 
         acoustic = AcousticPipeline.from_pretrained(directory, device=device)  # checks the device
         if isinstance(vocoder, str) and vocoder == GRIFFIN_LIM:

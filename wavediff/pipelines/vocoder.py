@@ -41,8 +41,8 @@ class PriorConfig:
     is harmless for audio at speech level (RMS ≈ 0.06) but not for a unit-variance y: a model trained
     with ``level: 1`` learns to rely on the signal leaking into x_T and, started from pure noise,
     renders speech about 3.5× too quiet. Level 0.1 gives the right loudness; after 16-23k steps it
-    was nonetheless the less intelligible of the two (measured; see the README), so the choice is
-    still open."""
+    was nonetheless the less intelligible of the two (measured; see the README), so the default
+    voice's vocoder (the ``small`` config) uses level 1 and is about 8 dB too quiet."""
 
     kind: str = "none"  # "none" | "energy"
     gain: float = 1.0
@@ -154,8 +154,12 @@ class Vocoder(_MelRates, nn.Module):
 
     # ------------------------------------------------------------------ persistence
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> "Vocoder":
-        """Build from ``config.json`` and load ``model.safetensors`` (EMA weights)."""
+    def from_pretrained(cls, directory: str | os.PathLike | None = None, device: str | torch.device | None = None) -> "Vocoder":
+        """Build from ``config.json`` and load ``model.safetensors`` (EMA weights); None: the bundled default voice's."""
+        if directory is None:
+            from .files import bundled_vocoder_dir
+
+            directory = bundled_vocoder_dir()
         cfg = load_config(directory, MODEL_TYPE)
         vocoder = cls(VocoderConfig.from_dict(cfg))
         load_weights(vocoder.net, directory)
