@@ -79,3 +79,33 @@ def test_missing_bundle_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "y.wav").exists()
     with pytest.raises(ValueError, match="no default voice is bundled"):
         TTS.from_pretrained()
+
+
+@pytest.mark.parametrize("kind", ["vocoder", "acoustic"])
+def test_train_init_default_fine_tunes_the_bundled_model(tmp_path, kind):
+    """`--init default`: a new run (e.g. on one's own corpus) starts from the default voice's weights."""
+    import yaml
+
+    from wavediff.checkpoint import load_state_dict
+    from wavediff.data import make_test_corpus
+
+    corpus = make_test_corpus(tmp_path / "corpus", num_utts=6, seconds=(0.6, 1.0), seed=2)
+    cfg = yaml.safe_load((files.ASSETS.parent / "configs" / kind / "small.yaml").read_text())
+    # the same model; a CPU-sized step
+    cfg["train"].update(batch_size=2, num_workers=0, precision="fp32", val_every=0, ckpt_every=0)
+    cfg.setdefault("data", {}).update(val_utterances=1)
+    if kind == "vocoder":
+        cfg["data"]["crop_frames"] = 16
+    else:
+        cfg["data"]["decoder_segment"] = 32
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    exp = tmp_path / "exp"
+    r = subprocess.run([sys.executable, "-m", "wavediff", "train", kind, "--data", str(corpus), "--out", str(exp),
+                        "--config", str(tmp_path / "c.yaml"), "--max-steps", "1", "--device", "cpu", "--init", "default"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    bundled = files.DEFAULT_VOCODER_DIR if kind == "vocoder" else files.DEFAULT_ACOUSTIC_DIR
+    assert json.loads((exp / "run.json").read_text())["init"] == str(bundled)
+    a, b = load_state_dict(bundled), load_state_dict(exp / "model")
+    assert a.keys() == b.keys()
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 0.01  # one warm-up step away

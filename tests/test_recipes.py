@@ -347,6 +347,15 @@ def test_smoke_recipe_runs_stages_1_to_6_and_skips_them_the_second_time(tmp_path
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("done already, skipped") == 6, again.stdout
     assert second < 30 and second < first / 3, (first, second)
+    # a new experiment fine-tunes the trained models (--init-*): their weights, a fresh step count
+    tuned = tmp_path / "tuned"
+    r = _sh(LJSPEECH / "run.sh", "--config", "smoke", "--data-dir", corpus, "--exp-dir", tuned, "--stage", "1",
+            "--stop-stage", "4", "--ngpu", "0", "--init-vocoder", exp / "vocoder" / "model",
+            "--init-acoustic", exp / "acoustic" / "model", timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for run in ("vocoder", "acoustic"):
+        assert json.loads((tuned / run / "run.json").read_text())["init"] == str(exp / run / "model")
+        assert (tuned / run / "state" / "step-00000020.pt").is_file()
 
 
 def test_extraction_does_not_replace_an_existing_folder_unless_asked(tmp_path, tarball):

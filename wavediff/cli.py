@@ -54,7 +54,8 @@ def _add_train(sub) -> None:
         _device_arg(m)
         m.add_argument("--resume", action="store_true", help="continue the run in EXP from its latest checkpoint")
         m.add_argument("--init", default=None, metavar="MODEL_DIR",
-                       help=f"start a new run from a trained {name} model's weights (fine-tuning; same config)")
+                       help=f"start a new run from a trained {name} model's weights (fine-tuning; same config); "
+                            "default: the bundled default voice's")
         m.set_defaults(func=_run_train)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 

@@ -24,6 +24,8 @@ download_dir=downloads        # where stage 0 puts the archive and LJSpeech-1.1/
 exp_dir=""                    # default: exp/<config name>
 ngpu=""                       # empty: CUDA if available; 0: CPU; N > 1: torchrun with N processes
 max_time=""                   # seconds a training stage may run in this call (empty: no limit)
+init_vocoder=""               # start stage 3 from these vocoder weights (a model folder, or default)
+init_acoustic=""              # start stage 4 from these acoustic-model weights (likewise)
 url=https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2
 sha256=be1a30453f28eb8dd26af4101ae40cbf2c50413b1bb21936cbcdc6fae3de8aa5
 python=${PYTHON:-python3}     # the interpreter that has wavediff installed
@@ -39,6 +41,9 @@ Usage: $0 [options]
   --exp-dir DIR      experiment folder (default exp/<config>)
   --ngpu N           0: CPU; 1: one GPU; N > 1: torchrun --nproc_per_node=N (default: GPU if available)
   --max-time S       stop each training stage after S seconds (state saved; run the stage again to resume)
+  --init-vocoder DIR   stage 3 fine-tunes these trained vocoder weights (EXP/model, or default: the
+                       bundled voice's); the vocoder config must describe the same model
+  --init-acoustic DIR  stage 4 likewise for the acoustic model
   --url URL          archive to download in stage 0 (default: the LJSpeech-1.1 release)
   --sha256 HEX       its expected SHA-256 (empty: not checked)
 Environment: PYTHON (default python3) runs \`\$PYTHON -m wavediff\`.
@@ -55,6 +60,8 @@ while [ $# -gt 0 ]; do
         --exp-dir) exp_dir=$2; shift 2 ;;
         --ngpu) ngpu=$2; shift 2 ;;
         --max-time) max_time=$2; shift 2 ;;
+        --init-vocoder) init_vocoder=$2; shift 2 ;;
+        --init-acoustic) init_acoustic=$2; shift 2 ;;
         --url) url=$2; shift 2 ;;
         --sha256) sha256=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -118,15 +125,15 @@ trained_step() {
     echo $((10#${latest:-0}))
 }
 
-# train KIND RUN YAML STEPS: train (or resume) one model on the train split
+# train KIND RUN YAML STEPS [INIT]: train (or resume) one model on the train split
 train() {
-    local kind=$1 run=$2 yaml=$3 steps=$4
+    local kind=$1 run=$2 yaml=$3 steps=$4 init=${5:-}
     mkdir -p "$run" "$exp_dir/features"
     [ -e "$run/features" ] || ln -s ../features "$run/features"   # stage 2's cache
     local args=(train "$kind" --data "$data/train" --out "$run" --config "$yaml")
     [ -z "$steps" ] || args+=(--max-steps "$steps")
     [ -z "$max_time" ] || args+=(--max-time "$max_time")
-    [ ! -f "$run/run.json" ] || args+=(--resume)
+    if [ -f "$run/run.json" ]; then args+=(--resume); elif [ -n "$init" ]; then args+=(--init "$init"); fi
     args+=(${device_args[@]+"${device_args[@]}"})
     if [ -n "$ngpu" ] && [ "$ngpu" -gt 1 ]; then
         "$python" -m torch.distributed.run --standalone --nproc_per_node="$ngpu" -m wavediff "${args[@]}"
@@ -175,18 +182,18 @@ fi
 
 # ---- 3: vocoder ----------------------------------------------------------------------------------
 if want 3; then
-    sig="$(sum_of "$data/summary.json" "$vocoder_yaml") steps=$vocoder_steps"
+    sig="$(sum_of "$data/summary.json" "$vocoder_yaml") steps=$vocoder_steps init=$init_vocoder"
     if begin 3 "train vocoder -> $exp_dir/vocoder" "$sig"; then
-        train vocoder "$exp_dir/vocoder" "$vocoder_yaml" "$vocoder_steps"
+        train vocoder "$exp_dir/vocoder" "$vocoder_yaml" "$vocoder_steps" "$init_vocoder"
         finish 3 "$sig"
     fi
 fi
 
 # ---- 4: acoustic model ---------------------------------------------------------------------------
 if want 4; then
-    sig="$(sum_of "$data/summary.json" "$acoustic_yaml") steps=$acoustic_steps"
+    sig="$(sum_of "$data/summary.json" "$acoustic_yaml") steps=$acoustic_steps init=$init_acoustic"
     if begin 4 "train acoustic model -> $exp_dir/acoustic" "$sig"; then
-        train acoustic "$exp_dir/acoustic" "$acoustic_yaml" "$acoustic_steps"
+        train acoustic "$exp_dir/acoustic" "$acoustic_yaml" "$acoustic_steps" "$init_acoustic"
         finish 4 "$sig"
     fi
 fi

@@ -24,6 +24,8 @@ config=base                   # ../ljspeech/conf/NAME.yaml or a YAML path
 exp_dir=""                    # default: exp/festival_<config>
 ngpu=""
 max_time=""
+init_vocoder=""
+init_acoustic=""
 
 usage() {
     cat <<EOF
@@ -35,6 +37,7 @@ Usage: $0 [options]
   --sentences FILE             'id|text' lines to read (default local/transcripts.csv: LJSpeech's 13,100)
   --shuffle-seed S             read the sentences in a seeded random order
   --config NAME, --ngpu N, --max-time S   as in ../ljspeech/run.sh (default config $config)
+  --init-vocoder DIR, --init-acoustic DIR  as in ../ljspeech/run.sh (fine-tune trained weights)
   --exp-dir DIR                experiment folder (default exp/festival_<config>)
 Environment: PYTHON (default python3) runs \`\$PYTHON -m wavediff\`.
 EOF
@@ -54,6 +57,8 @@ while [ $# -gt 0 ]; do
         --exp-dir) exp_dir=$2; shift 2 ;;
         --ngpu) ngpu=$2; shift 2 ;;
         --max-time) max_time=$2; shift 2 ;;
+        --init-vocoder) init_vocoder=$2; shift 2 ;;
+        --init-acoustic) init_acoustic=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "$0: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -77,5 +82,6 @@ if [ "$stop_stage" -ge 1 ]; then
     first=$(( stage > 1 ? stage : 1 ))
     PYTHON=$python "$ljspeech" --data-dir "$data_dir" --stage "$first" --stop-stage "$stop_stage" \
         --config "$config" --exp-dir "$exp_dir" ${ngpu:+--ngpu "$ngpu"} \
-        ${max_time:+--max-time "$max_time"}
+        ${max_time:+--max-time "$max_time"} ${init_vocoder:+--init-vocoder "$init_vocoder"} \
+        ${init_acoustic:+--init-acoustic "$init_acoustic"}
 fi

@@ -86,11 +86,11 @@ def train_acoustic(
 ) -> dict:
     """Train (or resume) an acoustic model on a transcribed corpus; returns the trainer's stats.
 
-    ``init``: a trained acoustic model's folder (``EXP/model``) to start from (fine-tuning): its
+    ``init``: a trained acoustic model's folder (``EXP/model``, or ``"default"``: the bundled one) to start from (fine-tuning): its
     weights and its phoneme inventory; optimiser, step count and EMA start afresh. Its sizes and
     mel must match the config."""
     out = Path(out_dir)
-    init_cfg = init_config(init, resume, "acoustic")
+    init, init_cfg = init_config(init, resume, "acoustic")
     cfg, resumed = run_config(out, resume, lambda: load_acoustic_config(config))
     if init_cfg is not None:
         cfg.setdefault("text", {})["frontend"] = init_cfg["text"]  # the same symbols, in the same order

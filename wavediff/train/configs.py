@@ -72,15 +72,21 @@ def run_config(out: Path, resume: bool, load_default: Callable[[], dict[str, Any
     return (saved, True) if saved is not None else (copy.deepcopy(load_default()), False)
 
 
-def init_config(init: str | os.PathLike | None, resume: bool, model_type: str) -> dict[str, Any] | None:
-    """The ``config.json`` of the trained model a new run starts from (``--init``), or None."""
+def init_config(init: str | os.PathLike | None, resume: bool, model_type: str) -> tuple[Path | None, dict[str, Any] | None]:
+    """The folder and ``config.json`` of the trained model a new run starts from (``--init``), or (None, None).
+
+    ``"default"`` names the bundled default voice's model of that type."""
     if init is None:
-        return None
+        return None, None
     if resume:
         raise ValueError("--init starts a new run from trained weights; --resume continues a run: give one of them")
     from wavediff.checkpoint import load_config
 
-    return load_config(init, model_type)
+    if os.fspath(init) == "default":
+        from wavediff.pipelines.files import bundled_acoustic_dir, bundled_vocoder_dir
+
+        init = bundled_acoustic_dir() if model_type == "acoustic" else bundled_vocoder_dir()
+    return Path(init), load_config(init, model_type)
 
 
 def check_init(init: str | os.PathLike, init_cfg: dict[str, Any], sections: dict[str, dict[str, Any]]) -> None:

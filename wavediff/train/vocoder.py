@@ -111,10 +111,11 @@ def train_vocoder(
 ) -> dict:
     """Train (or resume) a vocoder on a corpus folder; returns the trainer's final stats.
 
-    ``init``: a trained vocoder's folder (``EXP/model``) to start from (fine-tuning): its weights and
-    its prior's gain; optimiser, step count and EMA start afresh. Its sizes and mel must match the config."""
+    ``init``: a trained vocoder's folder (``EXP/model``, or ``"default"``: the bundled one) to start
+    from (fine-tuning): its weights and its prior's gain; optimiser, step count and EMA start afresh.
+    Its sizes and mel must match the config."""
     out = Path(out_dir)
-    init_cfg = init_config(init, resume, "vocoder")
+    init, init_cfg = init_config(init, resume, "vocoder")
     cfg, resumed = run_config(out, resume, lambda: load_recipe_config(config))
     for section, values in (overrides or {}).items():
         cfg.setdefault(section, {}).update(values)
