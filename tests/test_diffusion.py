@@ -411,6 +411,10 @@ def test_deterministic_samplers_are_deterministic_and_call_counts():
         assert calls[-1] == pytest.approx(0.0)
         if name != "fast":  # only DiffWave's fast sampler uses fractional (aligned) steps, as lmnt's does
             assert all(c == round(c) for c in calls), (name, calls)
+    for name in ("dpmpp_2m", "ddim", "heun"):  # start= reaches every ODE sampler
+        calls.clear()
+        sample(name, counting, x, sched, steps=3, start=20)
+        assert calls[0] == 20 and calls[-1] == 0, (name, calls)
     y1 = sample("dpmpp_2m", model, x, sched, steps=6)
     y2 = sample("dpmpp_2m", model, x, sched, steps=6)
     assert torch.equal(y1, y2)
@@ -433,8 +437,17 @@ def test_timesteps_spacings():
     # as many steps as the schedule has: every step once; more is an error
     assert timesteps(DIFFWAVE, 50).tolist() == list(range(49, -1, -1))
     assert timesteps(DIFFWAVE, 20, "logsnr").unique().numel() == 20
-    with pytest.raises(ValueError, match="at most the schedule's 50"):
+    with pytest.raises(ValueError, match="at most the 50 training steps"):
         timesteps(DIFFWAVE, 51)
+    # a later start: the grid runs from there (a prior that is already the marginal at that step)
+    for spacing in ("linear", "quadratic", "logsnr"):
+        ts = timesteps(DIFFWAVE, 5, spacing, start=30)
+        assert ts[0] == 30 and ts[-1] == 0 and (ts[1:] < ts[:-1]).all() and torch.equal(ts, ts.round())
+    assert timesteps(DIFFWAVE, 4, start=3).tolist() == [3, 2, 1, 0]
+    with pytest.raises(ValueError, match="at most the 4 training steps"):
+        timesteps(DIFFWAVE, 5, start=3)
+    with pytest.raises(ValueError, match="start must be a step"):
+        timesteps(DIFFWAVE, 3, start=50)
     with pytest.raises(ValueError, match="unknown spacing"):
         timesteps(DIFFWAVE, 4, "cubic")
 

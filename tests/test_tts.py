@@ -380,6 +380,26 @@ def test_acoustic_mel_of_a_batch_matches_single_texts(acoustic):
     assert [m.shape for m in batch] == [m.shape for m in singles]  # padding does not change durations
 
 
+def test_acoustic_start_alpha_bar_starts_the_solver_later(acoustic, monkeypatch):
+    """inference.start_alpha_bar: the ODE solver's first step is where ᾱ falls to that level."""
+    from wavediff.pipelines.tts import TTSInference
+
+    sched = acoustic.diffusion.schedule  # tiny: 200 steps
+    calls = []
+    forward = acoustic.model.denoiser.forward
+    monkeypatch.setattr(acoustic.model.denoiser, "forward", lambda x, t, cond: calls.append(float(t[0])) or forward(x, t, cond))
+    acoustic.mel("A short line.", steps=3, seed=0)
+    assert calls[0] == sched.num_steps - 1  # default: at T
+    calls.clear()
+    monkeypatch.setattr(acoustic.config, "inference", TTSInference(steps=3, start_alpha_bar=0.05))
+    acoustic.mel("A short line.", seed=0)
+    expected = round(float(sched.t_from_alpha_bar(0.05)))
+    assert len(calls) == 3 and calls[0] == expected < sched.num_steps - 1 and calls[-1] == 0
+    assert sched.alpha_bars[expected] == pytest.approx(0.05, rel=0.1)
+    with pytest.raises(ValueError, match="start_alpha_bar"):
+        TTSInference(start_alpha_bar=1.5)
+
+
 # ------------------------------------------------------------------------------ eval and train
 def test_eval_nll_prints_bits_per_mel_value_and_writes_json(tmp_path, runs, corpus):
     out = tmp_path / "nll.json"

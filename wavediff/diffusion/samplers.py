@@ -56,8 +56,12 @@ def _check_input(x: torch.Tensor) -> None:
         raise ValueError("sampler input x contains NaN or Inf")
 
 
-def timesteps(schedule: NoiseSchedule, steps: int, spacing: str = "logsnr") -> torch.Tensor:
-    """``steps`` distinct integer step indices from T−1 down to 0 (float64, descending).
+def timesteps(schedule: NoiseSchedule, steps: int, spacing: str = "logsnr", start: int | None = None) -> torch.Tensor:
+    """``steps`` distinct integer step indices from ``start`` (default T−1) down to 0 (float64, descending).
+
+    A later ``start`` suits a prior that already matches the marginal there: with Grad-TTS's
+    N(μ, I), y_t = √ᾱ·(x₀ − μ) + √(1−ᾱ)·ε is N(0, I) to within ᾱ·Var(x₀ − μ), and the first
+    ε-prediction's x̂₀ = (y − √(1−ᾱ)ε̂)/√ᾱ no longer divides the network's error by √ᾱ_T ≈ 0.007.
 
     spacing: ``linear`` (uniform in t), ``quadratic`` (dense near 0, as DDIM's), ``logsnr``
     (uniform in log-SNR λ, DPM-Solver's choice). The ideal points are rounded to the nearest
@@ -70,8 +74,12 @@ def timesteps(schedule: NoiseSchedule, steps: int, spacing: str = "logsnr") -> t
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     last = schedule.num_steps - 1
-    if steps > schedule.num_steps:
-        raise ValueError(f"steps must be at most the schedule's {schedule.num_steps} training steps, got {steps}")
+    if start is not None:
+        if isinstance(start, bool) or int(start) != start or not 0 <= start <= last:
+            raise ValueError(f"start must be a step in [0, {last}], got {start!r}")
+        last = int(start)
+    if steps > last + 1:
+        raise ValueError(f"steps must be at most the {last + 1} training steps from {last} down to 0, got {steps}")
     if steps == 1:
         return torch.tensor([float(last)], dtype=torch.float64)
     u = torch.linspace(1.0, 0.0, steps, dtype=torch.float64)
@@ -181,6 +189,7 @@ def sample_ddim(
     steps: int = 10,
     eta: float = 0.0,
     spacing: str = "quadratic",
+    start: int | None = None,
     ts: Sequence[float] | None = None,
     clip: float | None = None,
     generator: torch.Generator | None = None,
@@ -193,7 +202,7 @@ def sample_ddim(
     _check_input(x)
     if eta < 0:
         raise ValueError("eta must be >= 0")
-    ts = timesteps(schedule, steps, spacing) if ts is None else torch.as_tensor(list(ts), dtype=torch.float64)
+    ts = timesteps(schedule, steps, spacing, start) if ts is None else torch.as_tensor(list(ts), dtype=torch.float64)
     ab = schedule.alpha_bar(ts).tolist()
     n = len(ab)
     for i in range(n):
@@ -231,6 +240,7 @@ def sample_dpmpp_2m(
     *,
     steps: int = 10,
     spacing: str = "logsnr",
+    start: int | None = None,
     ts: Sequence[float] | None = None,
     clip: float | None = None,
     generator: torch.Generator | None = None,
@@ -243,7 +253,7 @@ def sample_dpmpp_2m(
     (1 + 1/2r) D_s − (1/2r) D_{prev} afterwards (r = h_prev/h). The last call returns D at t = 0."""
     del generator  # deterministic
     _check_input(x)
-    ts = timesteps(schedule, steps, spacing) if ts is None else torch.as_tensor(list(ts), dtype=torch.float64)
+    ts = timesteps(schedule, steps, spacing, start) if ts is None else torch.as_tensor(list(ts), dtype=torch.float64)
     ab = schedule.alpha_bar(ts).tolist()
     n = len(ab)
     d_prev, h_prev = None, None
@@ -275,6 +285,7 @@ def sample_heun(
     *,
     steps: int = 6,
     spacing: str = "logsnr",
+    start: int | None = None,
     ts: Sequence[float] | None = None,
     clip: float | None = None,
     generator: torch.Generator | None = None,
@@ -285,7 +296,7 @@ def sample_heun(
     ``steps`` noise levels from T−1 to 0, 2·steps − 1 network calls; returns D at t = 0."""
     del generator
     _check_input(x)
-    ts = timesteps(schedule, steps, spacing) if ts is None else torch.as_tensor(list(ts), dtype=torch.float64)
+    ts = timesteps(schedule, steps, spacing, start) if ts is None else torch.as_tensor(list(ts), dtype=torch.float64)
     ab = schedule.alpha_bar(ts).tolist()
     n = len(ab)
     sig = [math.sqrt((1 - a) / a) for a in ab]

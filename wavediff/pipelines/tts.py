@@ -38,10 +38,15 @@ class TTSInference:
     temperature: float = 1.5  # Grad-TTS: the starting noise is N(μ, I / temperature²)
     length_scale: float = 1.0
     max_chars: int = 300  # longer text is split into sentences of at most this many characters
+    # DPM-Solver++/DDIM/Heun start at the step where ᾱ falls to this (None: at T). N(μ, I) is the
+    # marginal there already; starting at ᾱ_T ≈ 4e-5 makes 4-6-step sampling fail (README).
+    start_alpha_bar: float | None = None
 
     def __post_init__(self):
         if self.steps < 1 or self.temperature <= 0 or self.length_scale <= 0:
             raise ValueError("inference needs steps >= 1, temperature > 0 and length_scale > 0")
+        if self.start_alpha_bar is not None and not 0 < self.start_alpha_bar < 1:
+            raise ValueError(f"inference.start_alpha_bar must lie in (0, 1), got {self.start_alpha_bar}")
 
 
 def _default_diffusion() -> DiffusionConfig:
@@ -200,6 +205,10 @@ class AcousticPipeline(nn.Module):
             opts["betas"] = default_fast_betas(steps or inf.steps)
         elif name != "ddpm":
             opts["steps"] = steps or inf.steps
+            if inf.start_alpha_bar is not None:
+                sched = self.diffusion.schedule
+                ab = max(inf.start_alpha_bar, float(sched.alpha_bars[-1]))
+                opts["start"] = int(round(float(sched.t_from_alpha_bar(ab))))
         y0 = sample(name, model, y, self.diffusion.schedule, generator=generator, **opts)
         lo, hi = self.config.mel.value_range
         mels = (mu_x + y0).clamp(lo, hi)  # a mel outside its convention's range is meaningless
