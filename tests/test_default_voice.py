@@ -34,7 +34,7 @@ def test_bundled_files_fit_the_size_budget_and_are_a_voice():
     assert acoustic["mel"] == vocoder["mel"]  # they meet on one mel convention
 
 
-def test_readme_synth_command_writes_intelligible_speech(tmp_path):
+def test_readme_synth_command_writes_speech(tmp_path):
     """The README's first command, as a new user types it (no checkpoint, no seed)."""
     r = _run("synth", FOX, "-o", "fox.wav", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -46,14 +46,27 @@ def test_readme_synth_command_writes_intelligible_speech(tmp_path):
     frames = audio[: len(audio) // 256 * 256].reshape(-1, 256)
     rms = np.sqrt((frames**2).mean(1))
     assert np.percentile(rms, 90) > 0.01 and (rms > 0.005).mean() > 0.5  # mostly sound, not silence
-    from wavediff.eval.asr import transcribe, wer  # pocketsphinx: the dev extra brings it
 
-    heard = transcribe(torch.from_numpy(audio), sr)
-    # pocketsphinx hears Festival's own recording of this sentence without error. With this voice it
-    # heard "fox" and "lazy" in 12 of 12 seeds, at WER 0.33-0.89 (median 0.56); noise or garbled
-    # speech gives neither word and a WER near 1.
-    words = heard.split()
-    assert "fox" in words and "lazy" in words and wer(heard, FOX) < 0.9, heard
+
+CLEAR = [  # everyday sentences from benchmarks/data/everyday_sentences.txt (not in any training corpus)
+    "Our flight was delayed because of the snow.",
+    "The museum is closed on Mondays and public holidays.",
+    "She was born on March 3, 1990.",
+    "Thank you for your help with the project.",
+]
+
+
+def test_default_voice_is_intelligible_to_an_offline_recogniser():
+    """pocketsphinx (the dev extra brings it) transcribes four held-out sentences.
+
+    It hears Festival's recordings of them with WER 0.0. With this voice, the corpus WER over six
+    seeds ranged over 0.03-0.24. Single sentences vary much more from seed to seed: "The quick brown
+    fox ..." scored 0.33-1.0. Noise or garbled speech scores near 1."""
+    from wavediff.eval.asr import Recognizer, corpus_wer
+
+    tts, recognise = TTS.from_pretrained(), Recognizer()
+    pairs = [(recognise(*tts(text, seed=0)), text) for text in CLEAR]
+    assert corpus_wer(pairs) <= 0.4, pairs
 
 
 def test_python_api_loads_the_bundled_voice_without_arguments():
