@@ -15,7 +15,6 @@ that ``timesteps()`` returned before session 5: the case that turned mels into n
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 

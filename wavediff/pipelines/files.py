@@ -43,9 +43,7 @@ def bundled_acoustic_dir() -> Path:
 
 def load_vocoder(checkpoint: str | os.PathLike | None, device: str | None = None) -> Vocoder:
     """The vocoder at ``checkpoint``, or the bundled default voice's when None."""
-    if checkpoint is None:
-        checkpoint = bundled_vocoder_dir()
-    if not Path(checkpoint).is_dir():
+    if checkpoint is not None and not Path(checkpoint).is_dir():
         raise ValueError(f"checkpoint directory {str(checkpoint)!r} does not exist")
     return Vocoder.from_pretrained(checkpoint, device=device)
 
@@ -131,9 +129,7 @@ def load_tts(checkpoint=None, vocoder=None, device: str | None = None):
     """A :class:`~wavediff.pipelines.tts.TTS` from checkpoints, or the bundled default voice."""
     from .tts import TTS
 
-    if checkpoint is None:
-        checkpoint = bundled_acoustic_dir()
-    if not Path(checkpoint).is_dir():
+    if checkpoint is not None and not Path(checkpoint).is_dir():
         raise ValueError(f"checkpoint directory {str(checkpoint)!r} does not exist")
     return TTS.from_pretrained(checkpoint, vocoder=vocoder, device=device)
 

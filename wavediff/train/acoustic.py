@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from wavediff.audio import MelConfig
+from wavediff.checkpoint import load_weights
 from wavediff.data import scan_corpus, split_corpus
 from wavediff.data.tts import TTSDataset
 from wavediff.diffusion import DiffusionConfig
@@ -21,8 +22,6 @@ from wavediff.nn.denoiser import DenoiserConfig
 from wavediff.nn.encoder import EncoderConfig
 from wavediff.pipelines.tts import AcousticLoss, AcousticModelConfig, AcousticPipeline, TTSInference
 from wavediff.text import TextFrontend
-
-from wavediff.checkpoint import load_weights
 
 from .configs import RUN_FILE, check_init, init_config, run_config, train_config, write_run_file
 from .configs import load_recipe_config as _load
@@ -86,9 +85,9 @@ def train_acoustic(
 ) -> dict:
     """Train (or resume) an acoustic model on a transcribed corpus; returns the trainer's stats.
 
-    ``init``: a trained acoustic model's folder (``EXP/model``, or ``"default"``: the bundled one) to start from (fine-tuning): its
-    weights and its phoneme inventory; optimiser, step count and EMA start afresh. Its sizes and
-    mel must match the config."""
+    ``init``: a trained acoustic model's folder (``EXP/model``, or ``"default"``: the bundled one) to
+    start from (fine-tuning): its weights and its phoneme inventory; optimiser, step count and EMA
+    start afresh. Its sizes and mel must match the config."""
     out = Path(out_dir)
     init, init_cfg = init_config(init, resume, "acoustic")
     cfg, resumed = run_config(out, resume, lambda: load_acoustic_config(config))

@@ -15,12 +15,11 @@ import numpy as np
 import torch
 
 from wavediff.audio import MelConfig
+from wavediff.checkpoint import load_weights
 from wavediff.data import VocoderDataset, collate_vocoder, scan_corpus, split_corpus
 from wavediff.diffusion import DiffusionConfig
 from wavediff.nn import DenoiserConfig
 from wavediff.pipelines.vocoder import InferenceConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss
-
-from wavediff.checkpoint import load_weights
 
 from .configs import RUN_FILE, check_init, init_config, run_config, train_config, write_run_file
 from .configs import load_recipe_config as _load
