@@ -10,6 +10,8 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
+from .distributed import launch_rank
+
 __all__ = [
     "load_recipe_config", "packaged_configs", "RUN_FILE", "write_run_file", "read_run_file", "run_config", "train_config",
     "init_config", "check_init",
@@ -54,7 +56,10 @@ def read_run_file(out: Path) -> dict[str, Any] | None:
 
 
 def write_run_file(out: Path, cfg: dict[str, Any]) -> None:
-    """Record the resolved configuration once (atomically); a resumed run reads it back."""
+    """Record the resolved configuration once (atomically; by rank 0 alone under torchrun); a resumed
+    run reads it back."""
+    if launch_rank() != 0:
+        return
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (RUN_FILE + ".tmp")
@@ -65,8 +70,10 @@ def write_run_file(out: Path, cfg: dict[str, Any]) -> None:
 def run_config(out: Path, resume: bool, load_default: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
     """The run's configuration: ``run.json`` when resuming, else ``load_default()``; (config, resumed?).
 
-    Refuses to start a new run over an existing one (that needs ``--resume`` or another folder)."""
-    saved = read_run_file(out)
+    Refuses to start a new run over an existing one (that needs ``--resume`` or another folder). Under
+    torchrun only rank 0 checks that: the other ranks may start after rank 0 has written ``run.json``
+    for this very run, and they resolve the same configuration from the same inputs."""
+    saved = read_run_file(out) if resume or launch_rank() == 0 else None
     if saved is not None and not resume:
         raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     return (saved, True) if saved is not None else (copy.deepcopy(load_default()), False)

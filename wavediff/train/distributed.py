@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "launched_by_torchrun"]
+__all__ = ["DistInfo", "init_distributed", "launched_by_torchrun", "launch_rank"]
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -20,6 +20,11 @@ _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_POR
 def launched_by_torchrun() -> bool:
     """True when the environment describes a job of more than one process (torchrun sets it)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def launch_rank() -> int:
+    """This process's rank as torchrun set it (0 outside torchrun), readable before the group exists."""
+    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
 
 
 @dataclass(frozen=True)
