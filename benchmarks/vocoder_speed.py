@@ -8,8 +8,9 @@ random mels:
 
 * ``lmnt``: the loop of ``diffwave.inference.predict(fast_sampling=True)``, copied below with the model
   passed in (``predict`` itself loads a checkpoint from disk and imports torchaudio); fp32, as lmnt runs;
-* ``wavediff fp32``: ``Vocoder.vocode``;
-* ``wavediff bf16``: the same under ``torch.autocast(bfloat16)`` (GPU only);
+* ``wavediff fp32``: ``Vocoder.vocode(precision="float32")``;
+* ``wavediff bf16``: ``Vocoder.vocode(precision="bfloat16")`` (the network under autocast; what
+  ``precision="auto"``, the default, picks on a GPU or a CPU with AVX512-BF16/AMX);
 * ``wavediff bf16+compile``: the same with ``vocoder.net.compile()`` (GPU only; compile time excluded);
 * ``wavediff bf16+cudagraphs``: ``compile(mode="reduce-overhead")``, which replays CUDA graphs.
 
@@ -114,15 +115,10 @@ def make_call(variant: str, lmnt, params, vocoder, mel: torch.Tensor, device: to
     if variant == "lmnt":
         return lambda: lmnt_predict(lmnt, mel, params, device)
     if variant == "fp32":
-        return lambda: vocoder.vocode(mel)
-    if device.type != "cuda":
+        return lambda: vocoder.vocode(mel, precision="float32")
+    if variant != "bf16" and device.type != "cuda":
         raise ValueError(f"variant {variant} needs a GPU")
-
-    def bf16_call():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            return vocoder.vocode(mel)
-
-    return bf16_call
+    return lambda: vocoder.vocode(mel, precision="bfloat16")
 
 
 def run_case(variant: str, batch: int, seconds: float, models, device: torch.device, args) -> Result:
@@ -170,7 +166,7 @@ def check_same_audio(models, device: torch.device) -> float:
     torch.manual_seed(123)
     ref = lmnt_predict(lmnt, mel, params, device)
     torch.manual_seed(123)
-    ours = vocoder.vocode(mel)
+    ours = vocoder.vocode(mel, precision="float32")
     return float((ours - ref).abs().max())
 
 
@@ -221,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = args.variants.split(",") if args.variants else (list(VARIANTS) if device.type == "cuda" else ["lmnt", "fp32"])
+    variants = args.variants.split(",") if args.variants else (list(VARIANTS) if device.type == "cuda" else ["lmnt", "fp32", "bf16"])
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")

@@ -48,6 +48,18 @@ def test_readme_synth_command_writes_speech(tmp_path):
     assert np.percentile(rms, 90) > 0.01 and (rms > 0.005).mean() > 0.5  # mostly sound, not silence
 
 
+def test_synth_start_up_leaves_heavy_unused_imports_out(tmp_path):
+    """`synth` needs none of Triton (training kernels), scipy.signal (librosa's filter module),
+    dateparser (gruut's date parsing, switched off): together ~3 s of a 2-core CPU's start-up."""
+    heavy = ("triton", "scipy.signal", "librosa.filters", "dateparser.date")
+    code = ("import sys; from wavediff.cli import main; rc = main(['synth', 'Hello there.', '-o', 'x.wav', '--seed', '0']); "
+            f"print('loaded:', [m for m in {heavy!r} if m in sys.modules]); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "loaded: []" in r.stdout, r.stdout
+    assert (tmp_path / "x.wav").is_file()
+
+
 CLEAR = [  # everyday sentences from benchmarks/data/everyday_sentences.txt (not in any training corpus)
     "Our flight was delayed because of the snow.",
     "The museum is closed on Mondays and public holidays.",

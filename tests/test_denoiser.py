@@ -12,7 +12,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from wavediff.nn import Denoiser, DenoiserConfig
-from wavediff.nn.denoiser import ConditionUpsampler, upsample_strides
+from wavediff.nn.denoiser import ConditionUpsampler, _gated_tanh, upsample_strides
 
 
 def small(**kw) -> DenoiserConfig:
@@ -253,6 +253,24 @@ def test_config_validation_and_round_trip():
         DenoiserConfig(embedding_dim=7)
     with pytest.raises(ValueError, match="DenoiserConfig"):
         Denoiser(cfg.to_dict())
+
+
+def test_cpu_sampling_gate_is_the_training_gate():
+    """Without gradients the CPU gate is σ(g)(2σ(2f) - 1) in float32: the same as σ(g)·tanh(f)."""
+    y = torch.randn(2, 300, 32, dtype=torch.float64) * 4
+    with torch.no_grad():
+        fast = _gated_tanh(y.float())
+        fast_bf16 = _gated_tanh(y.bfloat16())
+    ref = torch.sigmoid(y[..., :16]) * torch.tanh(y[..., 16:])  # float64, the grad-enabled formula
+    assert fast.dtype == torch.float32 and fast_bf16.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.double(), ref, atol=5e-7, rtol=0)
+    torch.testing.assert_close(fast_bf16.double(), ref, atol=1e-2, rtol=0)
+    cfg = small()
+    model = randomise_output(Denoiser(cfg))
+    x, t, cond = inputs(cfg)
+    with torch.no_grad():
+        sampled = model(x, t, cond)
+    torch.testing.assert_close(sampled, model(x, t, cond), atol=1e-6, rtol=0)
 
 
 # ---------------------------------------------------------------- memory

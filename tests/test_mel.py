@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import librosa
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from wavediff.audio import PRESETS, MelConfig, MelSpectrogram, griffin_lim, validate_mel
+from wavediff.audio.mel import mel_basis_np
 
 SR = 22050
 
@@ -176,6 +178,27 @@ def test_mel_filters_match_librosa_and_torchaudio() -> None:
     # lmnt-com/diffwave used torchaudio's filter bank: same triangles.
     np.testing.assert_allclose(dw, _torchaudio_htk_fbank(SR, 1024, 80, 20.0, 11025.0), atol=1e-6)
     assert dw.shape == hifi.shape == (80, 513)
+
+
+@pytest.mark.parametrize("preset", ["hifigan", "diffwave"])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        {"n_mels": 128, "n_fft": 2048, "win_length": 2048},
+        {"sample_rate": 16000, "n_fft": 512, "win_length": 512, "hop_length": 128, "fmin": 55.0, "fmax": 7600.0},
+        {"sample_rate": 44100, "n_mels": 100, "fmin": 1000.0, "fmax": 1500.0},  # only the log part of Slaney's scale
+    ],
+)
+def test_mel_filter_port_is_librosas_bit_for_bit(preset: str, sizes: dict) -> None:
+    """mel_basis_np ports librosa.filters.mel (importing it costs ~1 s of start-up): identical values."""
+    cfg = dataclasses.replace(getattr(MelConfig, preset)(), **sizes)
+    ref = librosa.filters.mel(
+        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax,
+        htk=cfg.mel_scale == "htk", norm=cfg.mel_norm,
+    )
+    ours = mel_basis_np(cfg)
+    assert ours.dtype == ref.dtype == np.float32
+    np.testing.assert_array_equal(ours, ref)
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -451,3 +451,28 @@ def test_phonemizing_100_sentences_is_fast(fe: TextFrontend) -> None:
     elapsed = time.perf_counter() - start
     print(f"phonemized 100 sentences in {elapsed:.2f} s")
     assert elapsed < 20.0  # ~1 s on 2 CPU cores; gruut's unindexed lexicon took ~8 s
+
+
+def test_deferred_import_runs_the_module_on_first_use_only(tmp_path, monkeypatch) -> None:
+    """gruut's unused dateparser import is deferred this way (~0.3 s of `synth` start-up)."""
+    import sys
+
+    from wavediff.text.g2p import _defer_import
+
+    (tmp_path / "wd_deferred_probe.py").write_text("import sys\nsys.wd_probe_runs = getattr(sys, 'wd_probe_runs', 0) + 1\nVALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "wd_deferred_probe", raising=False)
+    try:
+        _defer_import("wd_deferred_probe")
+        import wd_deferred_probe
+
+        assert getattr(sys, "wd_probe_runs", 0) == 0  # bound, not run
+        assert wd_deferred_probe.VALUE == 42 and sys.wd_probe_runs == 1
+        assert sys.modules["wd_deferred_probe"].VALUE == 42  # the real module replaced the stand-in
+        assert wd_deferred_probe.VALUE == 42 and sys.wd_probe_runs == 1  # run once
+        _defer_import("wd_no_such_module_anywhere")
+        assert "wd_no_such_module_anywhere" not in sys.modules  # a missing module still fails as usual
+    finally:
+        sys.modules.pop("wd_deferred_probe", None)
+        if hasattr(sys, "wd_probe_runs"):
+            del sys.wd_probe_runs

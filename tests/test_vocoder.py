@@ -7,6 +7,7 @@ from diffwave.params import AttrDict, params as lmnt_base_params
 
 from wavediff.audio import MelConfig, decompress_mel
 from wavediff.convert import convert_lmnt_checkpoint, lmnt_reference_predict
+from wavediff.device import native_bf16
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS
 from wavediff.nn import DenoiserConfig
 from wavediff.pipelines import PriorConfig, Vocoder, VocoderConfig
@@ -43,7 +44,7 @@ def test_converted_lmnt_checkpoint_reproduces_lmnt_fast_sampling(lmnt_model_and_
     torch.manual_seed(123)
     ref = lmnt_reference_predict(model, mel, params)
     torch.manual_seed(123)
-    ours = vocoder(mel)
+    ours = vocoder(mel, precision="float32")  # lmnt samples in float32 ("auto" may pick bfloat16)
     assert ours.shape == ref.shape == (2, 12 * 256)
     assert (ours - ref).abs().max().item() < 1e-5
 
@@ -83,6 +84,21 @@ def test_vocode_shapes_lengths_and_lists():
     for sampler, steps in [("ddpm", None), ("ddim", 4), ("dpmpp_2m", 4), ("heun", 3), ("fast", 8)]:
         w = v(mel, sampler=sampler, steps=steps, seed=0)
         assert w.shape == (2, 40 * 256) and torch.isfinite(w).all(), sampler
+
+
+def test_precision_bfloat16_is_close_to_float32_and_auto_follows_the_hardware():
+    v = _tiny(prior="energy")
+    mel = v.mel(_speechy(batch=1))
+    ref = v(mel, seed=0, precision="float32")
+    low = v(mel, seed=0, precision="bfloat16")
+    assert low.dtype == ref.dtype == torch.float32
+    assert not torch.equal(low, ref)  # the network did run in bfloat16 ...
+    assert ((low - ref).norm() / ref.norm()) < 0.02  # ... and sampling stayed on course
+    expected = low if native_bf16("cpu") else ref
+    assert torch.equal(v(mel, seed=0), expected)  # the default is "auto"
+    assert torch.equal(v(mel, seed=0, precision="auto"), expected)
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        v(mel, seed=0, precision="fp16")
 
 
 def test_chunked_vocoding_equals_whole_and_bounds_memory():

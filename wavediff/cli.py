@@ -18,6 +18,14 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available, else cpu")
 
 
+def _precision_arg(p: argparse.ArgumentParser) -> None:
+    from wavediff.device import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="the networks' arithmetic; auto: bfloat16 where the hardware has it (a GPU, a CPU with "
+                        "AVX512-BF16 or AMX), else float32")
+
+
 # ---------------------------------------------------------------------------------- train
 _TRAINABLE = {
     "vocoder": (
@@ -103,6 +111,7 @@ def _add_vocode(sub) -> None:
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default=None, help="default: fast (DiffWave's fast schedule)")
     p.add_argument("--mel-preset", choices=MEL_PRESETS, default=None, help="convention of .npy inputs; must match the checkpoint's")
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
+    _precision_arg(p)
     _device_arg(p)
     p.set_defaults(func=_run_vocode)
 
@@ -120,7 +129,7 @@ def _run_vocode(args) -> int:
     if args.steps is not None and args.steps < 1:
         raise ValueError("--steps must be >= 1")
     vocoder = load_vocoder(_checkpoint_dir(args.checkpoint), args.device)
-    options = {"steps": args.steps, "sampler": args.sampler, "seed": args.seed}
+    options = {"steps": args.steps, "sampler": args.sampler, "seed": args.seed, "precision": args.precision}
     if single:
         out = vocode_file(vocoder, args.input, args.output, args.mel_preset, **options)
         print(f"wrote {out}")
@@ -224,6 +233,7 @@ def _add_synth(sub) -> None:
     p.add_argument("--length-scale", type=float, default=None, help="speaking rate: > 1 slower, < 1 faster (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
     p.add_argument("--save-mel", action="store_true", help="also write the mel as OUT.npy and a spectrogram OUT.png")
+    _precision_arg(p)
     _device_arg(p)
     p.set_defaults(func=_run_synth)
 
@@ -255,7 +265,7 @@ def _run_synth(args) -> int:
     vocoder = args.vocoder if args.vocoder == GRIFFIN_LIM else _checkpoint_dir(args.vocoder)
     tts = load_tts(_checkpoint_dir(args.checkpoint), vocoder, args.device)
     options = dict(steps=args.steps, vocoder_steps=args.vocoder_steps, temperature=args.temperature,
-                   length_scale=args.length_scale, seed=args.seed)
+                   length_scale=args.length_scale, seed=args.seed, precision=args.precision)
     failed = 0
     from pathlib import Path
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping
 
-import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -258,17 +257,45 @@ def _hann_window_np(win_length: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / win_length)
 
 
+def _hz_to_mel(hz: np.ndarray, htk: bool) -> np.ndarray:
+    """Hz -> mel on the HTK scale or Slaney's (linear below 1 kHz, logarithmic above), as librosa."""
+    hz = np.asarray(hz, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    linear = hz / f_sp
+    return np.where(hz >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep, linear)
+
+
+def _mel_to_hz(mel: np.ndarray, htk: bool) -> np.ndarray:
+    """The inverse of :func:`_hz_to_mel`."""
+    mel = np.asarray(mel, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+
+
 def mel_basis_np(config: MelConfig) -> np.ndarray:
-    """Mel filter bank [n_mels, n_fft // 2 + 1] from ``librosa.filters.mel`` (float32)."""
-    return librosa.filters.mel(
-        sr=config.sample_rate,
-        n_fft=config.n_fft,
-        n_mels=config.n_mels,
-        fmin=config.fmin,
-        fmax=config.fmax,
-        htk=config.mel_scale == "htk",
-        norm=config.mel_norm,
-    )
+    """Mel filter bank [n_mels, n_fft // 2 + 1] (float32): ``librosa.filters.mel``'s, computed the same way.
+
+    Triangles between mel-spaced band edges over the FFT bin frequencies, Slaney's area normalisation
+    when ``mel_norm == "slaney"``. A port rather than a call: importing ``librosa.filters`` pulls in
+    scipy.signal (about a second on a 2-core CPU), which ``wavediff synth`` would pay at every start.
+    The tests pin it to librosa's for both presets and other sizes."""
+    htk = config.mel_scale == "htk"
+    fmax = config.fmax if config.fmax is not None else config.sample_rate / 2
+    fft_freqs = np.fft.rfftfreq(config.n_fft, 1.0 / config.sample_rate)  # [n_fft // 2 + 1]
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(config.fmin, htk), _hz_to_mel(fmax, htk), config.n_mels + 2), htk)
+    widths = np.diff(edges)  # [n_mels + 1]
+    ramps = edges[:, None] - fft_freqs[None, :]  # [n_mels + 2, bins]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)  # librosa builds it in float32
+    if config.mel_norm == "slaney":  # as librosa: the float32 bank times float64 norms, rounded to float32
+        weights = (weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]).astype(np.float32)
+    return weights
 
 
 # --------------------------------------------------------------------------------------------------

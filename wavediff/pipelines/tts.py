@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from wavediff.audio import MelConfig
-from wavediff.device import device_type
+from wavediff.device import device_type, in_precision, inference_dtype
 from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained
 from wavediff.diffusion import AffinePrior, Diffusion, DiffusionConfig, ScheduleConfig, sample, variational_bound
 from wavediff.nn.acoustic import AcousticConfig, AcousticModel
@@ -181,10 +181,12 @@ class AcousticPipeline(nn.Module):
         generator: torch.Generator | None = None,
         seed: int | None = None,
         return_alignment: bool = False,
+        precision: str | None = "auto",
     ):
         """Mel(s) for one text ([M, T]) or a list of texts (a list of [M, T_i]).
 
-        The text is encoded as one utterance (use :meth:`sentences` to split long text)."""
+        The text is encoded as one utterance (use :meth:`sentences` to split long text). ``precision``
+        is the mel denoiser's (see :meth:`Vocoder.vocode`); the encoder and durations stay in float32."""
         inf = self.config.inference
         single = isinstance(text, str)
         texts = [text] if single else list(text)
@@ -196,7 +198,8 @@ class AcousticPipeline(nn.Module):
         t = temperature or inf.temperature
         y = torch.randn(mu_x.shape, generator=generator, device=self.device) / t
         cond = self.model.condition(h_x, mu_x)
-        model = self.diffusion.model_fn(lambda x, tt: self.model.denoiser(x * mask, tt, cond), AffinePrior(mean=mu_x))
+        denoiser = in_precision(self.model.denoiser, inference_dtype(precision, self.device), self.device)
+        model = self.diffusion.model_fn(lambda x, tt: denoiser(x * mask, tt, cond), AffinePrior(mean=mu_x))
         opts = {}
         name = sampler or inf.sampler
         if name == "fast":
@@ -306,8 +309,12 @@ class TTS:
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
         return_mels: bool = False,
+        precision: str | None = None,
     ):
-        """(waveform [L], sample_rate); long text is split into sentences joined by short pauses."""
+        """(waveform [L], sample_rate); long text is split into sentences joined by short pauses.
+        ``precision``: both networks' (``"float32"``, ``"bfloat16"``, ``"auto"``: see :meth:`Vocoder.vocode`);
+        None leaves each model its default (``"auto"`` for wavediff's; other objects are not passed it)."""
+        extra = {} if precision is None else {"precision": precision}
         parts = self.acoustic.sentences(text)
         g = torch.Generator(device=self.acoustic.device).manual_seed(seed) if seed is not None else None
         gv = torch.Generator(device=self.vocoder.device).manual_seed(seed) if seed is not None else None
@@ -325,8 +332,9 @@ class TTS:
             raise ValueError(f"text has nothing to pronounce: {text[:60]!r}")
         parts = spoken
         for i, part in enumerate(parts):
-            mel = self.acoustic.mel(part, steps=steps, temperature=temperature, length_scale=length_scale, generator=g)
-            wav = self.vocoder.vocode(mel, steps=vocoder_steps, generator=gv).float().cpu()
+            mel = self.acoustic.mel(part, steps=steps, temperature=temperature, length_scale=length_scale, generator=g,
+                                    **extra)
+            wav = self.vocoder.vocode(mel, steps=vocoder_steps, generator=gv, **extra).float().cpu()
             wavs += [wav, pause] if i < len(parts) - 1 else [wav]
             mels.append(mel.cpu())
             if progress is not None:

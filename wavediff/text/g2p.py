@@ -19,9 +19,12 @@ gruut's part-of-speech tagger picks between heteronyms ("I will read" vs "I have
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sqlite3
+import sys
 import threading
+import types
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -106,6 +109,29 @@ def _indexed_lexicon(path: Path) -> sqlite3.Connection:
     return memory
 
 
+class _DeferredModule(types.ModuleType):
+    """Stands in for a module in ``sys.modules`` until one of its attributes is read, then imports it."""
+
+    def __getattr__(self, attr: str) -> Any:
+        real = self.__dict__.get("_wavediff_real")
+        if real is None:
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+            real = self.__dict__["_wavediff_real"] = importlib.import_module(self.__name__)
+            sys.modules[self.__name__] = real
+        return getattr(real, attr)
+
+
+def _defer_import(name: str) -> None:
+    """Let ``import name`` bind a :class:`_DeferredModule`: the real import happens on first use, and
+    not at all if nothing uses it. (importlib's LazyLoader does not help: ``import`` itself reads
+    ``__spec__``, which loads it.) gruut imports dateparser at the top, ~0.3 s, and our front end
+    never lets it parse dates (``detect_dates=False``)."""
+    if name in sys.modules or importlib.util.find_spec(name) is None:
+        return  # already imported, or not installed: the importer reports that as usual
+    sys.modules[name] = _DeferredModule(name)
+
+
 class GruutG2P:
     """Normalised English text -> sentences of :class:`Token` (see the module docstring)."""
 
@@ -124,6 +150,7 @@ class GruutG2P:
 
     # -- construction -------------------------------------------------------------------------
     def _build(self) -> None:
+        _defer_import("dateparser")  # gruut imports it at the top; with detect_dates=False it is never used
         try:
             from gruut.lang import get_settings
             from gruut.phonemize import SqlitePhonemizer
