@@ -80,12 +80,14 @@ def main(argv=None) -> int:
         "threads": args.threads, "synth_options": extra, "torch": torch.__version__,
         "cpu": (os.uname().machine, os.cpu_count()),
         "mean_rtf": statistics.mean(r["rtf"] for r in results),
+        "median_rtf": statistics.median(r["rtf"] for r in results),
         "max_rtf": max(r["rtf"] for r in results),
         "mean_rtf_with_imports": statistics.mean(r["rtf_with_imports"] for r in results),
         "mean_import_s": statistics.mean(r["import_s"] for r in results),
         "runs": results,
     }
-    print(f"mean RTF {summary['mean_rtf']:.3f} (max {summary['max_rtf']:.3f}); with interpreter start and "
+    print(f"mean RTF {summary['mean_rtf']:.3f} (median {summary['median_rtf']:.3f}, max {summary['max_rtf']:.3f}); "
+          f"with interpreter start and "
           f"imports {summary['mean_rtf_with_imports']:.3f}; imports {summary['mean_import_s']:.2f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
