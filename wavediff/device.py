@@ -33,7 +33,12 @@ def native_bf16(device: str | torch.device) -> bool:
     with AVX512-BF16 or AMX (what oneDNN checks). Elsewhere bf16 is emulated and slower than float32."""
     kind = torch.device(device).type
     if kind == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        if not torch.cuda.is_available():
+            return False
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # an older torch without including_emulation
+            return torch.cuda.is_bf16_supported()
     if kind == "cpu":
         try:
             return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -285,9 +285,8 @@ def mel_basis_np(config: MelConfig) -> np.ndarray:
     scipy.signal (about a second on a 2-core CPU), which ``wavediff synth`` would pay at every start.
     The tests pin it to librosa's for both presets and other sizes."""
     htk = config.mel_scale == "htk"
-    fmax = config.fmax if config.fmax is not None else config.sample_rate / 2
     fft_freqs = np.fft.rfftfreq(config.n_fft, 1.0 / config.sample_rate)  # [n_fft // 2 + 1]
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(config.fmin, htk), _hz_to_mel(fmax, htk), config.n_mels + 2), htk)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(config.fmin, htk), _hz_to_mel(config.fmax, htk), config.n_mels + 2), htk)
     widths = np.diff(edges)  # [n_mels + 1]
     ramps = edges[:, None] - fft_freqs[None, :]  # [n_mels + 2, bins]
     lower = -ramps[:-2] / widths[:-1, None]
