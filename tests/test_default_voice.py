@@ -71,10 +71,9 @@ CLEAR = [  # everyday sentences from benchmarks/data/everyday_sentences.txt (not
 def test_default_voice_is_intelligible_to_an_offline_recogniser():
     """pocketsphinx (the dev extra brings it) transcribes four held-out sentences.
 
-    It hears Festival's recordings of them with WER 0.0. With this voice (4-step vocoder), the corpus
-    WER over seeds 0-5 ranged over 0.03-0.36 in bfloat16 and 0.03-0.33 in float32 (0.03 at seed 0 in
-    both). Single sentences vary much more from seed to seed: "The quick brown fox ..." scored 0.33-1.0
-    with the first voice. Noise or garbled speech scores near 1."""
+    It hears Festival's recordings of them with WER 0.0. With this voice, the corpus WER over six
+    seeds ranged over 0.03-0.24 (float32). Single sentences vary much more from seed to seed: "The
+    quick brown fox ..." scored 0.33-1.0. Noise or garbled speech scores near 1."""
     from wavediff.eval.asr import Recognizer, corpus_wer
 
     tts, recognise = TTS.from_pretrained(), Recognizer()
