@@ -150,15 +150,7 @@ class Vocoder(_MelRates, nn.Module):
         self.config = config or VocoderConfig()
         self.net = Denoiser(self.config.model)
         self.diffusion = Diffusion(self.config.diffusion)
-
-    @property
-    def mel_fn(self) -> MelSpectrogram:
-        """This model's mel extractor, built on first use: its filter bank comes from librosa, whose import
-        (scipy.signal) takes about a second that vocoding a given mel never needs."""
-        fn = self.__dict__.get("_mel_fn")  # kept out of the module tree: no weights, rebuilt on a new device
-        if fn is None or fn.mel_basis.device != self.device:
-            fn = self.__dict__["_mel_fn"] = MelSpectrogram(self.config.mel).to(self.device)
-        return fn
+        self.mel_fn = MelSpectrogram(self.config.mel)
 
     # ------------------------------------------------------------------ persistence
     @classmethod
