@@ -60,6 +60,30 @@ def test_train_vocoder_loss_falls_and_checkpoint_reloads(trained):
     assert wav.shape == (1, 20 * 256) and torch.isfinite(wav).all()
 
 
+def test_train_vocoder_with_the_inference_loss(tmp_path, corpus):
+    """An `infer_loss` section adds InferGrad's loss: recorded in run.json, logged beside the ε-loss."""
+    import yaml
+
+    from wavediff.train.configs import load_recipe_config
+
+    cfg = load_recipe_config("vocoder", "tiny", ["model", "diffusion", "mel", "prior", "inference", "data", "train"])
+    cfg["infer_loss"] = {"weight": 0.5, "items": 2}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    exp = tmp_path / "exp"
+    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", str(tmp_path / "c.yaml"),
+             "--max-steps", "10", "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((exp / "run.json").read_text())["infer_loss"] == {"weight": 0.5, "items": 2}
+    infer, eps, total = (_scalars(exp / "logs", f"train/{k}") for k in ("loss_infer", "loss_eps", "loss"))
+    assert len(infer) >= 2 and all(v > 0 for v in infer)
+    np.testing.assert_allclose(total, np.array(eps) + 0.5 * np.array(infer), rtol=1e-4)
+    cfg["infer_loss"] = {"weight": 0.5, "steps": 4}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    bad = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "b"), "--config", str(tmp_path / "bad.yaml"))
+    assert bad.returncode == 2 and "unknown infer_loss keys ['steps']" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "b" / "run.json").exists()
+
+
 def test_resume_continues_at_the_saved_step(tmp_path, corpus):
     exp = tmp_path / "exp"
     assert _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "10").returncode == 0

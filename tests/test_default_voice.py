@@ -106,16 +106,17 @@ def test_missing_bundle_is_a_one_line_error(tmp_path, monkeypatch, capsys):
         TTS.from_pretrained()
 
 
-@pytest.mark.parametrize("kind", ["vocoder", "acoustic"])
-def test_train_init_default_fine_tunes_the_bundled_model(tmp_path, kind):
-    """`--init default`: a new run (e.g. on one's own corpus) starts from the default voice's weights."""
+@pytest.mark.parametrize("kind, config", [("vocoder", "small"), ("vocoder", "small_infergrad"), ("acoustic", "small")])
+def test_train_init_default_fine_tunes_the_bundled_model(tmp_path, kind, config):
+    """`--init default`: a new run (e.g. on one's own corpus) starts from the default voice's weights;
+    `small_infergrad` is the packaged recipe that fine-tunes the vocoder with InferGrad's loss."""
     import yaml
 
     from wavediff.checkpoint import load_state_dict
     from wavediff.data import make_test_corpus
 
     corpus = make_test_corpus(tmp_path / "corpus", num_utts=6, seconds=(0.6, 1.0), seed=2)
-    cfg = yaml.safe_load((files.ASSETS.parent / "configs" / kind / "small.yaml").read_text())
+    cfg = yaml.safe_load((files.ASSETS.parent / "configs" / kind / f"{config}.yaml").read_text())
     # the same model; a CPU-sized step
     cfg["train"].update(batch_size=2, num_workers=0, precision="fp32", val_every=0, ckpt_every=0)
     cfg.setdefault("data", {}).update(val_utterances=1)
@@ -130,7 +131,12 @@ def test_train_init_default_fine_tunes_the_bundled_model(tmp_path, kind):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     bundled = files.DEFAULT_VOCODER_DIR if kind == "vocoder" else files.DEFAULT_ACOUSTIC_DIR
-    assert json.loads((exp / "run.json").read_text())["init"] == str(bundled)
+    run = json.loads((exp / "run.json").read_text())
+    assert run["init"] == str(bundled)
+    if kind == "vocoder":  # the config sets no schedule: the fine-tune keeps the bundled model's tuned one
+        assert run["inference"]["betas"] == json.loads((bundled / "config.json").read_text())["inference"]["betas"]
+        assert json.loads((exp / "model" / "config.json").read_text())["inference"]["betas"] == run["inference"]["betas"]
+        assert run.get("infer_loss", {}).get("weight", 0) == (0.05 if config == "small_infergrad" else 0)
     a, b = load_state_dict(bundled), load_state_dict(exp / "model")
     assert a.keys() == b.keys()
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 0.01  # one warm-up step away

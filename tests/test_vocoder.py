@@ -10,7 +10,8 @@ from wavediff.convert import convert_lmnt_checkpoint, lmnt_reference_predict
 from wavediff.device import native_bf16
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS
 from wavediff.nn import DenoiserConfig
-from wavediff.pipelines import PriorConfig, Vocoder, VocoderConfig
+from wavediff.eval.spectral import mrstft_distance
+from wavediff.pipelines import InferLossConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss
 from wavediff.pipelines.schedule_search import search_schedule
 from wavediff.pipelines.vocoder import default_fast_betas
 
@@ -68,6 +69,75 @@ def _speechy(batch=2, seconds=0.5, sr=22050):
     f0 = torch.linspace(110, 180, batch).view(-1, 1)
     env = torch.sin(torch.pi * t / seconds) ** 2
     return 0.3 * env * sum(torch.sin(2 * torch.pi * k * f0 * t) / k for k in range(1, 6))
+
+
+def _crops(v, batch=2, frames=24):
+    audio = _speechy(batch=batch)
+    return {"audio": audio[:, : frames * 256], "mel": v.mel(audio)[..., :frames]}
+
+
+@pytest.mark.parametrize("prior", ["energy", "none"])
+def test_inference_loss_is_the_distance_of_the_vocoders_own_rendering(prior):
+    """InferGrad's loss renders exactly what vocode() renders from the same noise, and trains through it."""
+    v = _tiny(prior=prior)
+    batch = _crops(v)
+    torch.manual_seed(7)  # the training loss draws from the global generator
+    loss = v.inference_loss(batch)
+    rendered = v.vocode(batch["mel"], generator=torch.Generator().manual_seed(7), precision="float32")
+    torch.testing.assert_close(loss, mrstft_distance(batch["audio"], rendered).mean(), rtol=1e-5, atol=0)
+    torch.manual_seed(8)
+    first = v.inference_loss(batch, items=1)  # only the first crop
+    rendered = v.vocode(batch["mel"][:1], generator=torch.Generator().manual_seed(8), precision="float32")
+    torch.testing.assert_close(first, mrstft_distance(batch["audio"][:1], rendered).mean(), rtol=1e-5, atol=0)
+    v.train()
+    v.inference_loss(batch).backward()
+    grads = [p.grad for p in v.net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert v.net.residual_layers[0].dilated_conv.weight.grad.abs().sum() > 0  # through every step, to the first layer
+
+
+def test_training_on_the_inference_loss_lowers_it():
+    v = _tiny(prior="energy")
+    v.train()
+    batch = _crops(v)
+    module = VocoderLoss(v, InferLossConfig(weight=1.0, items=2))
+    opt = torch.optim.Adam(v.net.parameters(), lr=3e-3)
+
+    def infer_loss():
+        torch.manual_seed(0)  # the same noise every time: the loss of one fixed rendering
+        with torch.no_grad():
+            return v.inference_loss(batch).item()
+
+    start = infer_loss()
+    for step in range(30):
+        torch.manual_seed(100 + step)
+        loss, logs = module(batch)
+        assert set(logs) >= {"loss", "loss_eps", "loss_infer"}
+        torch.testing.assert_close(logs["loss"], logs["loss_eps"] + logs["loss_infer"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert infer_loss() < 0.9 * start
+
+
+def test_inference_loss_settings_are_checked():
+    v = _tiny(prior="energy")
+    off = VocoderLoss(v)  # weight 0 (the default): the ε-loss alone
+    torch.manual_seed(0)
+    loss, logs = off(_crops(v))
+    assert "loss_infer" not in logs and torch.equal(loss.detach(), logs["loss_eps"])
+    with pytest.raises(ValueError, match="infer_loss.weight must be >= 0"):
+        InferLossConfig(weight=-1.0)
+    with pytest.raises(ValueError, match="infer_loss.items must be a positive int"):
+        InferLossConfig(weight=1.0, items=0)
+    with pytest.raises(ValueError, match="unknown infer_loss keys \\['step'\\]"):
+        InferLossConfig.from_dict({"weight": 1.0, "step": 4})
+    unconditional = Vocoder(VocoderConfig(model=DenoiserConfig(residual_layers=2, residual_channels=8, cond_channels=None)))
+    with pytest.raises(ValueError, match="needs a conditional vocoder"):
+        VocoderLoss(unconditional, InferLossConfig(weight=1.0))
+    v.config.inference.sampler = "ddim"
+    with pytest.raises(ValueError, match="inference sampler is 'fast'"):
+        VocoderLoss(v, InferLossConfig(weight=1.0))
 
 
 def test_vocode_shapes_lengths_and_lists():

@@ -28,6 +28,7 @@ __all__ = [
     "sample",
     "sample_ddpm",
     "sample_fast",
+    "fast_reverse",
     "sample_ddim",
     "sample_dpmpp_2m",
     "sample_heun",
@@ -163,7 +164,24 @@ def sample_fast(
     """DiffWave's fast sampling (paper appendix B): a short user β schedule whose noise levels are
     aligned to fractional training steps (len(betas) network calls).
 
-    ``clip=1.0`` clamps x to [−1, 1] after every step, as lmnt-com/diffwave's ``predict`` does."""
+    ``clip=1.0`` clamps x to [−1, 1] after every step, as lmnt-com/diffwave's ``predict`` does.
+    Runs :func:`fast_reverse` without gradients."""
+    return fast_reverse(model, x, schedule, betas=betas, clip=clip, generator=generator, callback=callback)
+
+
+def fast_reverse(
+    model: Callable,
+    x: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    betas: Sequence[float] = DIFFWAVE_FAST_BETAS,
+    clip: float | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callable | None = None,
+) -> torch.Tensor:
+    """The steps of :func:`sample_fast`, differentiable: with gradients enabled, autograd follows the
+    whole unrolled chain back into the model's parameters (InferGrad's inference loss trains through
+    it; see :class:`wavediff.pipelines.vocoder.VocoderLoss`)."""
     _check_input(x)
     t, c1, c2, sigma = fast_schedule_coefficients(schedule, betas)
     n = len(t)

@@ -18,10 +18,10 @@ from torch import nn
 from wavediff.audio import MelConfig, MelSpectrogram, decompress_mel, griffin_lim, validate_mel, validate_waveform
 from wavediff.device import device_type, in_precision, inference_dtype
 from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained
-from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, sample
+from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, fast_reverse, sample
 from wavediff.nn import Denoiser, DenoiserConfig
 
-__all__ = ["PriorConfig", "InferenceConfig", "VocoderConfig", "Vocoder", "VocoderLoss", "default_fast_betas"]
+__all__ = ["PriorConfig", "InferenceConfig", "InferLossConfig", "VocoderConfig", "Vocoder", "VocoderLoss", "default_fast_betas"]
 
 MODEL_TYPE = "vocoder"
 
@@ -204,6 +204,31 @@ class Vocoder(_MelRates, nn.Module):
         return self.diffusion.training_loss(lambda x, t: self.net(x, t, mel), audio, prior=prior)
 
 
+    def inference_loss(self, batch: dict, items: int | None = None) -> torch.Tensor:
+        """InferGrad's inference loss (Chen et al., 2022): the multi-resolution STFT distance between
+        the batch's audio and what this vocoder's own sampler renders from its mel, starting from
+        pure noise, differentiable through the whole unrolled chain (:func:`fast_reverse` with the
+        ``inference.betas`` schedule). The ε-loss trains each step on its own, from a forward-noised
+        x_t; this trains the few-step chain as it is used, from x_T ~ N(0, I), which also teaches it the
+        loudness that the schedule's leftover signal (ᾱ_T > 0 at training time) otherwise loses.
+
+        ``items``: use the batch's first ``items`` crops (the chain costs len(betas) forward and
+        backward passes each). Returns the mean distance (a 0-d tensor)."""
+        if self.config.unconditional:
+            raise ValueError("the inference loss compares a rendering of a mel with its audio: an unconditional vocoder has none")
+        if self.config.inference.sampler != "fast":
+            raise ValueError(f"the inference loss trains the 'fast' sampler; this vocoder samples with {self.config.inference.sampler!r}")
+        from wavediff.eval.spectral import mrstft_distance
+
+        audio, mel = batch["audio"][:items], batch["mel"][:items]
+        prior = self._prior(mel)
+        model = self.diffusion.model_fn(lambda x, t: self.net(x, t, mel), prior)
+        x = torch.randn((audio.shape[0], 1, audio.shape[-1]), device=audio.device)
+        clip = self.config.inference.clip if prior is None else None  # as in sampling (see _sample)
+        y = fast_reverse(model, x, self.diffusion.schedule, betas=self.config.inference.betas, clip=clip)
+        wav = prior.from_standard(y) if prior is not None else y
+        return mrstft_distance(audio.float(), wav[:, 0].float()).mean()
+
     # -------------------------------------------------------------------- sampling
     def _context_frames(self) -> int:
         """Frames of context each side that cover the denoiser's receptive field (+ upsampler)."""
@@ -365,15 +390,49 @@ class GriffinLim(_MelRates):
     __call__ = vocode
 
 
-class VocoderLoss(nn.Module):
-    """Training wrapper: ``forward(batch) -> (loss, logs)`` so that DDP and EMA see one module."""
+@dataclass
+class InferLossConfig:
+    """The ``infer_loss`` section of a vocoder recipe: ``weight`` × :meth:`Vocoder.inference_loss` on the
+    batch's first ``items`` crops is added to the ε-loss (0: off, the default). InferGrad used the
+    sum of both; the chain makes a step cost about (1 + 2·steps·items/batch) ε-steps."""
 
-    def __init__(self, vocoder: Vocoder):
+    weight: float = 0.0
+    items: int = 16
+
+    def __post_init__(self):
+        if not self.weight >= 0:
+            raise ValueError(f"infer_loss.weight must be >= 0, got {self.weight}")
+        if isinstance(self.items, bool) or not isinstance(self.items, int) or self.items < 1:
+            raise ValueError(f"infer_loss.items must be a positive int, got {self.items!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "InferLossConfig":
+        unknown = sorted(set(d or {}) - {"weight", "items"})
+        if unknown:
+            raise ValueError(f"unknown infer_loss keys {unknown}; known keys are ['items', 'weight']")
+        return cls(**(d or {}))
+
+
+class VocoderLoss(nn.Module):
+    """Training wrapper: ``forward(batch) -> (loss, logs)`` so that DDP and EMA see one module.
+
+    The ε-loss, plus InferGrad's inference loss when ``infer_loss.weight`` > 0."""
+
+    def __init__(self, vocoder: Vocoder, infer_loss: InferLossConfig | None = None):
         super().__init__()
         self.vocoder = vocoder
+        self.infer_loss = infer_loss or InferLossConfig()
+        if self.infer_loss.weight > 0:  # fail at construction, not at the first step
+            if vocoder.config.unconditional or vocoder.config.inference.sampler != "fast":
+                raise ValueError("infer_loss needs a conditional vocoder whose inference sampler is 'fast'")
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        return self.vocoder.training_loss(batch)
+        loss, logs = self.vocoder.training_loss(batch)
+        if self.infer_loss.weight > 0:
+            infer = self.vocoder.inference_loss(batch, self.infer_loss.items)
+            loss = loss + self.infer_loss.weight * infer
+            logs = {**logs, "loss_infer": infer.detach(), "loss": loss.detach()}
+        return loss, logs
 
 
 register_model(MODEL_TYPE, Denoiser, DenoiserConfig)

@@ -19,7 +19,7 @@ from wavediff.checkpoint import load_weights
 from wavediff.data import VocoderDataset, collate_vocoder, scan_corpus, split_corpus
 from wavediff.diffusion import DiffusionConfig
 from wavediff.nn import DenoiserConfig
-from wavediff.pipelines.vocoder import InferenceConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss
+from wavediff.pipelines.vocoder import InferenceConfig, InferLossConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss
 
 from .configs import RUN_FILE, check_init, init_config, run_config, train_config, write_run_file
 from .configs import load_recipe_config as _load
@@ -27,7 +27,7 @@ from .trainer import Trainer
 
 __all__ = ["load_recipe_config", "resolve_vocoder_config", "fit_prior_gain", "train_vocoder", "RUN_FILE"]
 
-_SECTIONS = ("model", "diffusion", "mel", "prior", "inference", "data", "train")
+_SECTIONS = ("model", "diffusion", "mel", "prior", "inference", "infer_loss", "data", "train")
 
 
 def load_recipe_config(name_or_path: str | os.PathLike | None) -> dict[str, Any]:
@@ -111,8 +111,11 @@ def train_vocoder(
     """Train (or resume) a vocoder on a corpus folder; returns the trainer's final stats.
 
     ``init``: a trained vocoder's folder (``EXP/model``, or ``"default"``: the bundled one) to start
-    from (fine-tuning): its weights and its prior's gain; optimiser, step count and EMA start afresh.
-    Its sizes and mel must match the config."""
+    from (fine-tuning): its weights, its prior's gain and its inference settings (its tuned schedule),
+    where the config does not set them; optimiser, step count and EMA start afresh. Its sizes and mel
+    must match the config.
+
+    The config's ``infer_loss`` section (:class:`InferLossConfig`) adds InferGrad's inference loss."""
     out = Path(out_dir)
     init, init_cfg = init_config(init, resume, "vocoder")
     cfg, resumed = run_config(out, resume, lambda: load_recipe_config(config))
@@ -122,9 +125,11 @@ def train_vocoder(
         gain = (init_cfg.get("prior") or {}).get("gain")
         if gain:
             cfg.setdefault("prior", {})["gain"] = gain
+        cfg["inference"] = {**(init_cfg.get("inference") or {}), **(cfg.get("inference") or {})}
         cfg["init"] = os.fspath(init)
     tcfg = train_config(cfg, max_steps, device)
     vcfg = resolve_vocoder_config(cfg)
+    infer_loss = InferLossConfig.from_dict(cfg.get("infer_loss"))
     if init_cfg is not None:
         ours = vcfg.to_dict()
         check_init(init, init_cfg, {k: ours[k] for k in ("model", "diffusion", "mel", "prior")})
@@ -141,7 +146,7 @@ def train_vocoder(
     vocoder = Vocoder(vcfg)
     if init_cfg is not None:
         load_weights(vocoder.net, init)
-    module = VocoderLoss(vocoder)
+    module = VocoderLoss(vocoder, infer_loss)
     trainer = Trainer(
         module,
         lambda model, batch: model(batch),
