@@ -81,6 +81,30 @@ def test_default_voice_is_intelligible_to_an_offline_recogniser():
     assert corpus_wer(pairs) <= 0.4, pairs
 
 
+def test_default_vocoder_keeps_the_level_of_its_voice(tmp_path):
+    """Copy-synthesis of a recording of the training voice (Festival; CI installs it) comes back at
+    its level. The vocoder before InferGrad fine-tuning lost 10 dB here (-10.0 ± 0.6 dB over 36
+    everyday sentences); the shipped one loses 0.9 ± 0.2 dB."""
+    from wavediff.data.festival import build_festival_corpus, festival_problem
+
+    problem = festival_problem()
+    assert problem is None, problem  # the README's dev setup and .ci/run install Festival
+    build_festival_corpus(tmp_path / "c", [("a", "Thank you for your help with the project.")], num=1, progress=False)
+    ref, sr = sf.read(tmp_path / "c" / "wavs" / "a.wav", dtype="float32")
+    voc = Vocoder.from_pretrained()
+    assert sr == voc.sample_rate
+    mel = voc.mel(torch.from_numpy(ref))
+    wav = voc(mel, seed=0).numpy()
+    n = min(len(ref), len(wav))
+    level_db = 10 * np.log10((wav[:n] ** 2).mean() / (ref[:n] ** 2).mean())
+    assert -3.0 < level_db < 2.0, level_db
+    # and closer to the recording's spectrum: mean |log-mel difference| 0.50-0.57 on four everyday
+    # sentences (0.78-0.85 before the fine-tuning)
+    again = voc.mel(torch.from_numpy(wav[:n]))
+    frames = min(mel.shape[-1], again.shape[-1])
+    assert (again[:, :frames] - mel[:, :frames]).abs().mean() < 0.65
+
+
 def test_python_api_loads_the_bundled_voice_without_arguments():
     tts = TTS.from_pretrained()
     assert tts.sample_rate == 22050
@@ -136,7 +160,7 @@ def test_train_init_default_fine_tunes_the_bundled_model(tmp_path, kind, config)
     if kind == "vocoder":  # the config sets no schedule: the fine-tune keeps the bundled model's tuned one
         assert run["inference"]["betas"] == json.loads((bundled / "config.json").read_text())["inference"]["betas"]
         assert json.loads((exp / "model" / "config.json").read_text())["inference"]["betas"] == run["inference"]["betas"]
-        assert run.get("infer_loss", {}).get("weight", 0) == (0.05 if config == "small_infergrad" else 0)
+        assert run.get("infer_loss", {}).get("weight", 0) == (0.5 if config == "small_infergrad" else 0)
     a, b = load_state_dict(bundled), load_state_dict(exp / "model")
     assert a.keys() == b.keys()
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 0.01  # one warm-up step away

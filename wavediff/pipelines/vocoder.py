@@ -42,7 +42,8 @@ class PriorConfig:
     with ``level: 1`` learns to rely on the signal leaking into x_T and, started from pure noise,
     renders speech about 3.5× too quiet. Level 0.1 gives the right loudness; after 16-23k steps it
     was nonetheless the less intelligible of the two (measured; see the README), so the default
-    voice's vocoder (the ``small`` config) uses level 1 and is about 8 dB too quiet."""
+    voice's vocoder (the ``small`` config) uses level 1; it was about 8 dB too quiet until fine-tuned with
+    the inference loss (:meth:`Vocoder.inference_loss`), which trains the chain from pure noise: now 1 dB."""
 
     kind: str = "none"  # "none" | "energy"
     gain: float = 1.0
