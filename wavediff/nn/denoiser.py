@@ -16,6 +16,8 @@ additions:
   the 1x1 convs are then plain matrix products (the conditioner's is fused with
   the add into one ``addmm``) and the dilated conv runs channels-last, with no
   layout transposes inside cuDNN. Same maths and parameters as lmnt's.
+* sampling on a CPU (no gradients) runs the layers in place, in buffers they share: the same
+  operations in the same dtypes as with gradients, without allocating per layer.
 
 This module imports only torch. Training with gradients imports :mod:`.fused_stack` (and Triton where it
 is installed: on a GPU the residual stack then runs as fused kernels, same maths); sampling never does,
@@ -303,6 +305,37 @@ def _gated_tanh(y: torch.Tensor) -> torch.Tensor:
     return out.mul_(torch.sigmoid(filt.float() * 2).mul_(2).sub_(1)).to(y.dtype)
 
 
+def _sampling_gate(y: torch.Tensor, work: dict[str, torch.Tensor]) -> torch.Tensor:
+    """:func:`_gated_tanh`'s sampling branch (no gradients, CPU) in place: [B, L, 2C] -> [B, L, C].
+
+    The same operations in the same dtypes, so the same values, without its temporaries: a float32
+    ``y`` is overwritten (the result is a view of it), another dtype is converted into ``work``'s float32
+    buffer and the result written to its buffer there (both reused by the next layer)."""
+    dtype = y.dtype
+    if dtype != torch.float32:
+        y = _work_buffer(work, "gate", y.shape, torch.float32, y.device).copy_(y)
+    gate, filt = torch.chunk(y, 2, dim=-1)
+    filt.mul_(2)
+    y.sigmoid_()  # σ(gate) and σ(2 filt) in one pass
+    gate.mul_(filt.mul_(2).sub_(1))
+    if dtype == torch.float32:
+        return gate
+    return _work_buffer(work, "gated", gate.shape, dtype, y.device).copy_(gate)
+
+
+def _work_buffer(work: dict[str, torch.Tensor], name: str, shape: torch.Size, dtype: torch.dtype,
+                 device: torch.device) -> torch.Tensor:
+    """``work[name]``, (re)allocated when it does not have this shape and dtype: buffers that one sampling
+    call's layers share. (Allocating such buffers anew in every layer can cost more than the arithmetic on
+    them: depending on the state of glibc's allocator, which varies from process to process, each one is
+    handed back to the OS when freed and page-faulted in again; that made the bundled vocoder's 4 s CPU
+    call take 1.4-2.0 s instead of 1.0 s: benchmarks/results/dev/cpu_sampling_session7.md.)"""
+    buf = work.get(name)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = work[name] = torch.empty(shape, dtype=dtype, device=device)
+    return buf
+
+
 class ResidualBlock(nn.Module):
     """One gated, dilated residual layer (lmnt's maths and parameter names)."""
 
@@ -339,6 +372,36 @@ class ResidualBlock(nn.Module):
         residual, skip = torch.chunk(y, 2, dim=-1)
         out = x + residual  # a fresh tensor autograd does not keep, so dividing in place is safe
         return out.div_(math.sqrt(2.0)).transpose(1, 2), skip.transpose(1, 2)
+
+    def _sample(
+        self, x: torch.Tensor, cond: torch.Tensor | None, step: torch.Tensor, work: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for sampling on a CPU (no gradients): the same operations in the same dtypes, so
+        the same values, written in place or into ``work``'s buffers (shared by all layers of one call)
+        where forward allocates. ``x`` is overwritten: the output is stored in it; the skip output is a
+        view of a ``work`` buffer, which the next layer overwrites."""
+        x = x.transpose(1, 2)  # [B, L, C]
+        step = self.diffusion_projection(step).unsqueeze(1)  # [B, 1, C]
+        y = torch.add(x, step, out=_work_buffer(work, "input", x.shape, torch.result_type(x, step), x.device))
+        cond_proj = self.conditioner_projection
+        bias = self.dilated_conv.bias if cond_proj is None else self.dilated_conv.bias + cond_proj.bias
+        y = _dilated_conv(y.transpose(1, 2), self.dilated_conv, bias).transpose(1, 2)  # [B, L, 2C], new
+        if cond_proj is not None:
+            batch, length, width = y.shape
+            cond = cond.transpose(1, 2).reshape(batch * length, -1)  # [B*L, Cc]
+            # forward's addmm with y as the accumulator (same kernel, without copying y first); autocast leaves
+            # in-place ops alone, so the operands are given y's dtype, as autocast gives them there
+            weight = cond_proj.weight.squeeze(-1).t().to(y.dtype)
+            y = y.reshape(batch * length, width).addmm_(cond.to(y.dtype), weight).view(batch, length, width)
+        y = _sampling_gate(y, work)  # [B, L, C]
+        batch, length, channels = y.shape
+        # forward's F.linear, i.e. addmm(bias, y, W^T) (with y's dtype for the operands, as above), into a buffer
+        proj = self.output_projection
+        out = _work_buffer(work, "output", (batch * length, 2 * channels), y.dtype, y.device)
+        y = torch.addmm(proj.bias.to(y.dtype), y.reshape(batch * length, channels),
+                        proj.weight.squeeze(-1).t().to(y.dtype), out=out).view(batch, length, 2 * channels)
+        residual, skip = torch.chunk(y, 2, dim=-1)
+        return x.add_(residual).div_(math.sqrt(2.0)).transpose(1, 2), skip.transpose(1, 2)
 
 
 # --------------------------------------------------------------------------- model
@@ -464,10 +527,19 @@ class Denoiser(nn.Module):
             skip_sum = fused_residual_stack(self.residual_layers, h, cond, step, fused_dtype)  # [B, C, L']
         else:
             skip_sum = None  # [B, L', C]: a base tensor, so adding in place stays cheap in autograd
+            # sampling on a CPU runs the layers' in-place twins, which share buffers (``work``); h is this
+            # call's own tensor, so they may overwrite it
+            sampling = not torch.is_grad_enabled() and h.device.type == "cpu"
+            work: dict[str, torch.Tensor] = {}
             for layer in self.residual_layers:
-                h, skip = layer(h, cond, step)
-                if skip_sum is None:
-                    skip_sum = skip.transpose(1, 2).contiguous()  # own buffer, so the layer output can be freed
+                if sampling:
+                    h, skip = layer._sample(h, cond, step, work)
+                else:
+                    h, skip = layer(h, cond, step)
+                if skip_sum is None:  # own buffer, so the layer output can be freed (or, sampling, overwritten:
+                    # then a copy even where a [B, 1, C] view counts as contiguous)
+                    skip = skip.transpose(1, 2)
+                    skip_sum = skip.clone(memory_format=torch.contiguous_format) if sampling else skip.contiguous()
                 else:
                     skip_sum.add_(skip.transpose(1, 2))  # in place: memory independent of the number of layers
                 del skip  # a view that would keep the whole [B, 2C, L] layer output alive
