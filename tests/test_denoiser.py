@@ -421,6 +421,8 @@ def test_sampling_path_matches_layer_forward(kw, frames, monkeypatch):
     scale = outs["forward"].abs().max()
     assert outs["in place bf16"].dtype == torch.bfloat16
     assert (outs["in place bf16"].float() - outs["forward bf16"].float()).abs().max() <= 1e-2 * scale
-    if frames > 1:  # (with gradients, one frame at batch 1 fails in forward's in-place skip sum, as before)
-        with torch.enable_grad():  # and the training path (tanh gate) agrees
-            torch.testing.assert_close(outs["in place"], model(x, t, cond), atol=1e-5, rtol=0)
+    with torch.enable_grad():  # and the training path (tanh gate) agrees, and trains (one frame at batch 1 too)
+        out = model(x, t, cond)
+        torch.testing.assert_close(outs["in place"], out, atol=1e-5, rtol=0)
+        out.pow(2).sum().backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)

@@ -536,10 +536,10 @@ class Denoiser(nn.Module):
                     h, skip = layer._sample(h, cond, step, work)
                 else:
                     h, skip = layer(h, cond, step)
-                if skip_sum is None:  # own buffer, so the layer output can be freed (or, sampling, overwritten:
-                    # then a copy even where a [B, 1, C] view counts as contiguous)
-                    skip = skip.transpose(1, 2)
-                    skip_sum = skip.clone(memory_format=torch.contiguous_format) if sampling else skip.contiguous()
+                if skip_sum is None:  # own buffer, so the layer output can be freed (or, sampling, overwritten);
+                    # a copy even where a [B, 1, C] view counts as contiguous: adding in place to a view of the
+                    # layer's output would fail in autograd, or overwrite a sampling buffer
+                    skip_sum = skip.transpose(1, 2).clone(memory_format=torch.contiguous_format)
                 else:
                     skip_sum.add_(skip.transpose(1, 2))  # in place: memory independent of the number of layers
                 del skip  # a view that would keep the whole [B, 2C, L] layer output alive
