@@ -46,6 +46,8 @@ _TRAINABLE = {
 
 
 def _add_train(sub) -> None:
+    from wavediff.configs import packaged_configs  # light: no trainer, no YAML parser
+
     p = sub.add_parser("train", help="train a model", description="Train a model (see `wavediff train vocoder --help`).")
     models = p.add_subparsers(dest="model", metavar="MODEL")
     for name, (help_text, description, data_help) in _TRAINABLE.items():
@@ -55,7 +57,8 @@ def _add_train(sub) -> None:
         )
         m.add_argument("--data", required=True, metavar="DIR", help=data_help)
         m.add_argument("--out", required=True, metavar="EXP", help="run directory")
-        m.add_argument("--config", default="base", metavar="YAML", help="packaged config name (base, tiny) or a YAML file (default: base)")
+        m.add_argument("--config", default="base", metavar="YAML",
+                       help=f"packaged config name ({', '.join(packaged_configs(name))}) or a YAML file (default: base)")
         m.add_argument("--max-steps", type=int, default=None, metavar="N", help="stop after N optimiser steps")
         m.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
                        help="stop after SECONDS of wall-clock time in this run (state saved; --resume continues)")

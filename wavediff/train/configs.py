@@ -10,6 +10,8 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
+from wavediff.configs import packaged_configs
+
 from .distributed import launch_rank
 
 __all__ = [
@@ -18,11 +20,6 @@ __all__ = [
 ]
 
 RUN_FILE = "run.json"
-
-
-def packaged_configs(kind: str) -> list[str]:
-    folder = resources.files("wavediff.configs") / kind
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def load_recipe_config(kind: str, name_or_path: str | os.PathLike | None, sections: Sequence[str]) -> dict[str, Any]:
