@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -215,10 +215,7 @@ class Vocoder(_MelRates, nn.Module):
 
         ``items``: use the batch's first ``items`` crops (the chain costs len(betas) forward and
         backward passes each). Returns the mean distance (a 0-d tensor)."""
-        if self.config.unconditional:
-            raise ValueError("the inference loss compares a rendering of a mel with its audio: an unconditional vocoder has none")
-        if self.config.inference.sampler != "fast":
-            raise ValueError(f"the inference loss trains the 'fast' sampler; this vocoder samples with {self.config.inference.sampler!r}")
+        self.check_inference_loss()
         from wavediff.eval.spectral import mrstft_distance
 
         audio, mel = batch["audio"][:items], batch["mel"][:items]
@@ -229,6 +226,14 @@ class Vocoder(_MelRates, nn.Module):
         y = fast_reverse(model, x, self.diffusion.schedule, betas=self.config.inference.betas, clip=clip)
         wav = prior.from_standard(y) if prior is not None else y
         return mrstft_distance(audio.float(), wav[:, 0].float()).mean()
+
+    def check_inference_loss(self) -> None:
+        """Raise unless :meth:`inference_loss` applies: it renders a mel (a conditional vocoder) with the
+        ``fast`` sampler, the only one it unrolls."""
+        sampler = self.config.inference.sampler
+        if self.config.unconditional or sampler != "fast":
+            why = "this one is unconditional" if self.config.unconditional else f"this one samples with {sampler!r}"
+            raise ValueError(f"the inference loss needs a conditional vocoder whose inference sampler is 'fast'; {why}")
 
     # -------------------------------------------------------------------- sampling
     def _context_frames(self) -> int:
@@ -408,9 +413,10 @@ class InferLossConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "InferLossConfig":
-        unknown = sorted(set(d or {}) - {"weight", "items"})
+        known = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(d or {}) - set(known))
         if unknown:
-            raise ValueError(f"unknown infer_loss keys {unknown}; known keys are ['items', 'weight']")
+            raise ValueError(f"unknown infer_loss keys {unknown}; known keys are {known}")
         return cls(**(d or {}))
 
 
@@ -424,8 +430,7 @@ class VocoderLoss(nn.Module):
         self.vocoder = vocoder
         self.infer_loss = infer_loss or InferLossConfig()
         if self.infer_loss.weight > 0:  # fail at construction, not at the first step
-            if vocoder.config.unconditional or vocoder.config.inference.sampler != "fast":
-                raise ValueError("infer_loss needs a conditional vocoder whose inference sampler is 'fast'")
+            vocoder.check_inference_loss()
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         loss, logs = self.vocoder.training_loss(batch)
