@@ -5,30 +5,36 @@ block); only how the work is split into kernels differs, so that the ``[B, L, 2C
 are written once and read once instead of going through memory between every op.
 
 Forward, per layer (one kernel, :func:`_fwd_kernel`): for a tile of time steps it loads the
-three dilated taps of the layer input (plus the step projection, zero-padded at the edges as
-the conv pads), the conditioner, and computes
+three dilated taps of the layer input (zero-padded at the edges as the conv pads) and the
+conditioner, and computes
 
-    pre  = Σ_k x[t + (k-1) d] W_k + cond Wc + b          [T, 2C]  (gate | filter)
-    z    = σ(gate) · tanh(filter)                         [T, C]
-    out  = (x + z Wo_res + bo_res) / √2                   [T, C]
+    pre  = Σ_k x[t + (k-1) d] W_k + Σ_k [tap k inside] s W_k + cond Wc + b     [T, 2C]  (gate | filter)
+    z    = σ(gate) · tanh(filter)                                              [T, C]
+    out  = (x + z Wo_res + bo_res) / √2                                        [T, C]
 
-writing ``out`` (the next layer's input), ``pre`` (saved for backward) and ``z`` into column block
-``i`` of a ``[B, L, layers·C]`` buffer. The skip sum ``Σ_i (z_i Wo_skip_i + bo_skip_i)`` is linear
-in the ``z_i``, so it is one matrix product over that buffer after the last layer (no per-layer
-read-modify-write of a running sum).
+The step projection ``s`` is added to the conv's input, (x + s) W_k = x W_k + s W_k, so ``s W_k``
+([3, 2C] per batch item) is computed once outside and the tiles go from memory straight into the
+products. The kernel writes ``out`` (the next layer's input), ``pre`` (saved for backward) and ``z``
+into column block ``i`` of a ``[B, L, layers·C]`` buffer. The skip sum ``Σ_i (z_i Wo_skip_i +
+bo_skip_i)`` is linear in the ``z_i``, so it is one matrix product over that buffer after the last
+layer (no per-layer read-modify-write of a running sum).
 
 Backward, per layer from the last: :func:`_bwd_pre_kernel` turns the gradients of the layer's
 output (``D``) and of the skip sum into the gradient of ``pre`` (``G``, column block ``i`` of a
-``[B, L, layers·2C]`` buffer) and per-(batch, chunk) partial sums of ``G`` and ``D`` (the biases'
-and the step projection's gradients); :func:`_bwd_x_kernel` gives the gradient of the layer's input
-(the transposed dilated conv of ``G`` plus the residual path); :func:`_bwd_w_kernel` the dilated
-conv's weight gradient. The output projection's weight gradient is a matrix product of the saved
-``z`` with ``D`` (per layer) and with the skip sum's gradient (all layers at once); the
-conditioner's weight gradient and the gradient of the conditioner itself are each one matrix
-product over ``G`` for all layers at once. Partial sums are reduced with ``torch.sum``, so results
-are deterministic.
+``[B, L, layers·2C]`` buffer) and per-(batch, chunk) sums of ``G`` over all rows, over the first
+``d`` and over the last ``d`` rows, and of ``D`` (the biases' and the step projection's gradients),
+taken on the tensor cores as one product of a 0/1 row-selection matrix with the tile;
+:func:`_bwd_x_kernel` gives the gradient of the layer's input (the transposed dilated conv of ``G``,
+one product over both halves per tap, plus the residual path); :func:`_bwd_w_kernel` the dilated
+conv's weight gradient from the raw layer input (the step projection's share, ``s ⊗ Σ G`` over the
+rows where each tap is inside, is added from those sums). The output projection's weight gradient
+is a matrix product of the saved ``z`` with ``D`` (per layer) and with the skip sum's gradient (all
+layers at once); the conditioner's weight gradient and the gradient of the conditioner itself are
+each one matrix product over ``G`` for all layers at once. Partial sums are reduced with
+``torch.sum``, so results are deterministic.
 
-Tile sizes, tiles per program and warps are autotuned per kernel on the first call (a few seconds).
+Tile sizes, tiles per program (with as many pipeline stages) and warps are autotuned per kernel on the
+first call (about 15 s); ``benchmarks/fused_kernel_sweep.py`` prints what each configuration measured.
 
 Used by :class:`Denoiser` when training on a CUDA device with Triton installed, for power-of-two
 residual channels and a conditioner (see :func:`fused_stack_supported`); ``WAVEDIFF_FUSED=0``
@@ -91,7 +97,7 @@ if triton is not None:
 
     @triton.jit
     def _fwd_kernel(
-        x_ptr, cond_ptr, s_ptr, wd_ptr, b_ptr, wc_ptr, wo_ptr, bo_ptr,  # inputs
+        x_ptr, cond_ptr, sw_ptr, wd_ptr, b_ptr, wc_ptr, wo_ptr, bo_ptr,  # inputs
         out_ptr, pre_ptr, z_ptr,  # outputs
         L, dil, CC, z_stride, z_col,
         C: tl.constexpr, CA: tl.constexpr, CB: tl.constexpr, BT: tl.constexpr, TPP: tl.constexpr,
@@ -102,28 +108,11 @@ if triton is not None:
         ch = tl.arange(0, C)
         rows = tl.arange(0, BT)
         dt = x_ptr.dtype.element_ty
-        s = tl.load(s_ptr + b * C + ch).to(tl.float32)  # this layer's step projection [C]
         bias_g = tl.load(b_ptr + ch).to(tl.float32)
         bias_f = tl.load(b_ptr + C + ch).to(tl.float32)
-        # all weights are loaded once per program, outside the loop over its tiles
+        sw = sw_ptr + b * 3 * 2 * C  # s W_k for this batch item: [3, 2C]
         w_row = ch[:, None] * (2 * C) + ch[None, :]
-        wg0 = tl.load(wd_ptr + w_row)
-        wf0 = tl.load(wd_ptr + C + w_row)
-        wg1 = tl.load(wd_ptr + C * 2 * C + w_row)
-        wf1 = tl.load(wd_ptr + C * 2 * C + C + w_row)
-        wg2 = tl.load(wd_ptr + 2 * C * 2 * C + w_row)
-        wf2 = tl.load(wd_ptr + 2 * C * 2 * C + C + w_row)
-        # the conditioner's channels as two power-of-two blocks: [0, CA) and [CA, CA + CB)
         ca = tl.arange(0, CA)
-        wcg_a = tl.load(wc_ptr + ca[:, None] * (2 * C) + ch[None, :], mask=ca[:, None] < CC, other=0.0)
-        wcf_a = tl.load(wc_ptr + ca[:, None] * (2 * C) + C + ch[None, :], mask=ca[:, None] < CC, other=0.0)
-        if CB > 0:
-            cb = CA + tl.arange(0, CB)
-            wcg_b = tl.load(wc_ptr + cb[:, None] * (2 * C) + ch[None, :], mask=cb[:, None] < CC, other=0.0)
-            wcf_b = tl.load(wc_ptr + cb[:, None] * (2 * C) + C + ch[None, :], mask=cb[:, None] < CC, other=0.0)
-        if WRITE_OUT:
-            wor = tl.load(wo_ptr + w_row)
-            bor = tl.load(bo_ptr + ch).to(tl.float32)
         x_base = x_ptr + b * L * C
         c_base = cond_ptr + b * L * CC
         for it in range(TPP):  # tiles past the end are fully masked (no branch: the loop pipelines)
@@ -132,28 +121,33 @@ if triton is not None:
             tile_mask = tmask[:, None]
             acc_g = tl.zeros((BT, C), dtype=tl.float32) + bias_g[None, :]
             acc_f = tl.zeros((BT, C), dtype=tl.float32) + bias_f[None, :]
+            xc = tl.zeros((BT, C), dtype=dt)
             for k in tl.static_range(3):
                 tk = t + (k - 1) * dil
-                mk = (tk >= 0) & (tk < L)
-                xk = tl.load(x_base + tk[:, None] * C + ch[None, :], mask=mk[:, None], other=0.0)
-                xk = tl.where(mk[:, None], xk.to(tl.float32) + s[None, :], 0.0).to(dt)
-                if k == 0:
-                    acc_g += tl.dot(xk, wg0)
-                    acc_f += tl.dot(xk, wf0)
-                elif k == 1:
-                    acc_g += tl.dot(xk, wg1)
-                    acc_f += tl.dot(xk, wf1)
-                else:
-                    acc_g += tl.dot(xk, wg2)
-                    acc_f += tl.dot(xk, wf2)
+                mk = ((tk >= 0) & (tk < L))[:, None]
+                # the conv reads x + s where the tap is inside the signal and 0 (padding) outside:
+                # x W_k from the raw tile, plus s W_k on the rows whose tap is inside
+                xk = tl.load(x_base + tk[:, None] * C + ch[None, :], mask=mk, other=0.0)
+                acc_g += tl.dot(xk, tl.load(wd_ptr + k * C * 2 * C + w_row))
+                acc_f += tl.dot(xk, tl.load(wd_ptr + k * C * 2 * C + C + w_row))
+                acc_g += tl.where(mk, tl.load(sw + k * 2 * C + ch)[None, :], 0.0)
+                acc_f += tl.where(mk, tl.load(sw + k * 2 * C + C + ch)[None, :], 0.0)
+                if k == 1:
+                    xc = xk
+            # the conditioner's channels as two power-of-two blocks: [0, CA) and [CA, CA + CB)
             cva = tl.load(c_base + t[:, None] * CC + ca[None, :], mask=tile_mask & (ca[None, :] < CC), other=0.0)
-            acc_g += tl.dot(cva, wcg_a)
-            acc_f += tl.dot(cva, wcf_a)
+            acc_g += tl.dot(cva, tl.load(wc_ptr + ca[:, None] * (2 * C) + ch[None, :], mask=ca[:, None] < CC,
+                                         other=0.0))
+            acc_f += tl.dot(cva, tl.load(wc_ptr + ca[:, None] * (2 * C) + C + ch[None, :],
+                                         mask=ca[:, None] < CC, other=0.0))
             if CB > 0:
+                cb = CA + tl.arange(0, CB)
                 cvb = tl.load(c_base + t[:, None] * CC + cb[None, :], mask=tile_mask & (cb[None, :] < CC),
                               other=0.0)
-                acc_g += tl.dot(cvb, wcg_b)
-                acc_f += tl.dot(cvb, wcf_b)
+                acc_g += tl.dot(cvb, tl.load(wc_ptr + cb[:, None] * (2 * C) + ch[None, :],
+                                             mask=cb[:, None] < CC, other=0.0))
+                acc_f += tl.dot(cvb, tl.load(wc_ptr + cb[:, None] * (2 * C) + C + ch[None, :],
+                                             mask=cb[:, None] < CC, other=0.0))
             if WRITE_PRE:
                 pre_base = pre_ptr + b * L * 2 * C + t[:, None] * (2 * C) + ch[None, :]
                 tl.store(pre_base, acc_g.to(dt), mask=tile_mask)
@@ -161,8 +155,7 @@ if triton is not None:
             zq = (_sigmoid(acc_g) * (2.0 * _sigmoid(2.0 * acc_f) - 1.0)).to(dt)
             tl.store(z_ptr + (b * L + t[:, None]) * z_stride + z_col + ch[None, :], zq, mask=tile_mask)
             if WRITE_OUT:
-                res = tl.dot(zq, wor) + bor[None, :]
-                xc = tl.load(x_base + t[:, None] * C + ch[None, :], mask=tile_mask, other=0.0)
+                res = tl.dot(zq, tl.load(wo_ptr + w_row)) + tl.load(bo_ptr + ch).to(tl.float32)[None, :]
                 out = (xc.to(tl.float32) + res) * 0.7071067811865476
                 tl.store(out_ptr + b * L * C + t[:, None] * C + ch[None, :], out.to(dt), mask=tile_mask)
 
@@ -177,55 +170,43 @@ if triton is not None:
         b = tl.program_id(1).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
         ch = tl.arange(0, C)
         rows = tl.arange(0, BT)
+        r16 = tl.arange(0, 16)[:, None]
         dt = pre_ptr.dtype.element_ty
+        # column sums on the tensor cores: sel @ tile has in row 0 the tile's column sums, in row 1 the
+        # sums over its rows t < dil, in row 2 over t >= L - dil (rows 3-15 of sel are zero)
+        sum_g = tl.zeros((16, C), dtype=tl.float32)
+        sum_f = tl.zeros((16, C), dtype=tl.float32)
+        sum_d = tl.zeros((16, C), dtype=tl.float32)
         # Wo transposed, per half: element (co, ci) = wo[ci, half * C + co]
-        wor_t = tl.load(wo_ptr + ch[None, :] * (2 * C) + ch[:, None])
-        wos_t = tl.load(wo_ptr + ch[None, :] * (2 * C) + C + ch[:, None])
-        sum_g = tl.zeros((C,), dtype=tl.float32)
-        sum_f = tl.zeros((C,), dtype=tl.float32)
-        lo_g = tl.zeros((C,), dtype=tl.float32)  # rows t < dil
-        lo_f = tl.zeros((C,), dtype=tl.float32)
-        hi_g = tl.zeros((C,), dtype=tl.float32)  # rows t >= L - dil
-        hi_f = tl.zeros((C,), dtype=tl.float32)
-        sum_r = tl.zeros((C,), dtype=tl.float32)
+        w_t = ch[None, :] * (2 * C) + ch[:, None]
         for it in range(TPP):  # tiles past the end are fully masked (no branch: the loop pipelines)
             t = (chunk * TPP + it) * BT + rows
-            tmask = t < L
-            m2 = tmask[:, None]
+            m2 = (t < L)[:, None]
             row = b * L + t[:, None]
+            tt = t[None, :]
+            sel = ((r16 == 0) | ((r16 == 1) & (tt < dil)) | ((r16 == 2) & (tt >= L - dil))).to(dt)
+            gsk = tl.load(gsk_ptr + row * C + ch[None, :], mask=m2, other=0.0)
+            gz = tl.dot(gsk, tl.load(wo_ptr + C + w_t))
+            if HAS_D:
+                dq = tl.load(d_ptr + row * C + ch[None, :], mask=m2, other=0.0)
+                gz += tl.dot(dq, tl.load(wo_ptr + w_t)) * 0.7071067811865476
+                sum_d = tl.dot(sel, dq, sum_d)
             pg = tl.load(pre_ptr + row * (2 * C) + ch[None, :], mask=m2, other=0.0).to(tl.float32)
             pf = tl.load(pre_ptr + row * (2 * C) + C + ch[None, :], mask=m2, other=0.0).to(tl.float32)
             sg = _sigmoid(pg)
             th = 2.0 * _sigmoid(2.0 * pf) - 1.0
-            gsk = tl.load(gsk_ptr + row * C + ch[None, :], mask=m2, other=0.0)
-            gz = tl.dot(gsk, wos_t)
-            if HAS_D:
-                gr = (tl.load(d_ptr + row * C + ch[None, :], mask=m2, other=0.0).to(tl.float32)
-                      * 0.7071067811865476)
-                gz += tl.dot(gr.to(dt), wor_t)
-                sum_r += tl.sum(gr, axis=0)
             gaq = (gz * th * sg * (1.0 - sg)).to(dt)
             gfq = (gz * sg * (1.0 - th * th)).to(dt)
             tl.store(g_ptr + row * g_stride + g_col + ch[None, :], gaq, mask=m2)
             tl.store(g_ptr + row * g_stride + g_col + C + ch[None, :], gfq, mask=m2)
-            ga32 = gaq.to(tl.float32)
-            gf32 = gfq.to(tl.float32)
-            sum_g += tl.sum(ga32, axis=0)
-            sum_f += tl.sum(gf32, axis=0)
-            lo = (t < dil)[:, None]
-            hi = (t >= L - dil)[:, None]
-            lo_g += tl.sum(tl.where(lo, ga32, 0.0), axis=0)
-            lo_f += tl.sum(tl.where(lo, gf32, 0.0), axis=0)
-            hi_g += tl.sum(tl.where(hi, ga32, 0.0), axis=0)
-            hi_f += tl.sum(tl.where(hi, gf32, 0.0), axis=0)
-        v = part_vec_ptr + (b * n_chunks_max + chunk) * 4 * 2 * C
-        tl.store(v + ch, sum_g)
-        tl.store(v + C + ch, sum_f)
-        tl.store(v + 2 * C + ch, lo_g)
-        tl.store(v + 3 * C + ch, lo_f)
-        tl.store(v + 4 * C + ch, hi_g)
-        tl.store(v + 5 * C + ch, hi_f)
-        tl.store(v + 6 * C + ch, sum_r)
+            sum_g = tl.dot(sel, gaq, sum_g)  # rows past L are zero in gaq, gfq and dq
+            sum_f = tl.dot(sel, gfq, sum_f)
+        # [7, C]: Σ G_gate, Σ G_filter over all rows, over t < dil, over t >= L - dil; Σ D / √2
+        v = part_vec_ptr + (b * n_chunks_max + chunk) * 7 * C
+        for r in tl.static_range(3):
+            tl.store(v + 2 * r * C + ch, tl.sum(tl.where(r16 == r, sum_g, 0.0), axis=0))
+            tl.store(v + (2 * r + 1) * C + ch, tl.sum(tl.where(r16 == r, sum_f, 0.0), axis=0))
+        tl.store(v + 6 * C + ch, tl.sum(tl.where(r16 == 0, sum_d, 0.0), axis=0) * 0.7071067811865476)
 
     @triton.jit
     def _bwd_x_kernel(
@@ -237,16 +218,10 @@ if triton is not None:
         chunk = tl.program_id(0)
         b = tl.program_id(1).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
         ch = tl.arange(0, C)
+        c2 = tl.arange(0, 2 * C)
         rows = tl.arange(0, BT)
         dt = g_ptr.dtype.element_ty
-        # W_k^T per half, loaded once per program: element (co, ci) = wd[k, ci, h * C + co]
-        wt = ch[None, :] * (2 * C) + ch[:, None]
-        w0g = tl.load(wd_ptr + wt)
-        w0f = tl.load(wd_ptr + C + wt)
-        w1g = tl.load(wd_ptr + C * 2 * C + wt)
-        w1f = tl.load(wd_ptr + C * 2 * C + C + wt)
-        w2g = tl.load(wd_ptr + 2 * C * 2 * C + wt)
-        w2f = tl.load(wd_ptr + 2 * C * 2 * C + C + wt)
+        wt = c2[:, None] + ch[None, :] * (2 * C)  # W_k^T: element (j, ci) = wd[k, ci, j], j over both halves
         for it in range(TPP):  # tiles past the end are fully masked
             u = (chunk * TPP + it) * BT + rows
             umask = u < L
@@ -257,30 +232,23 @@ if triton is not None:
             for k in tl.static_range(3):
                 t = u - (k - 1) * dil
                 mk = ((t >= 0) & (t < L) & umask)[:, None]
-                g_base = g_ptr + (b * L + t[:, None]) * g_stride + g_col + ch[None, :]
-                gg = tl.load(g_base, mask=mk, other=0.0)
-                gf = tl.load(g_base + C, mask=mk, other=0.0)
-                if k == 0:
-                    acc += tl.dot(gg, w0g) + tl.dot(gf, w0f)
-                elif k == 1:
-                    acc += tl.dot(gg, w1g) + tl.dot(gf, w1f)
-                else:
-                    acc += tl.dot(gg, w2g) + tl.dot(gf, w2f)
+                gk = tl.load(g_ptr + (b * L + t[:, None]) * g_stride + g_col + c2[None, :], mask=mk, other=0.0)
+                acc += tl.dot(gk, tl.load(wd_ptr + k * C * 2 * C + wt))
             tl.store(dx_ptr + (b * L + u[:, None]) * C + ch[None, :], acc.to(dt), mask=umask[:, None])
 
     @triton.jit
     def _bwd_w_kernel(
-        x_ptr, s_ptr, g_ptr,  # inputs
+        x_ptr, g_ptr,  # inputs
         part_ptr,  # output [programs, 3, C, 2C]
         L, n_tiles, n_work, n_prog, dil, g_stride, g_col,
         C: tl.constexpr, BT: tl.constexpr, N_ITER: tl.constexpr,
     ):
-        """Dilated-conv weight gradient: program p sums tiles p, p + P, ... of all n_work (batch, tile) pairs."""
+        """Dilated-conv weight gradient from the raw layer input (the step projection's share is added
+        outside): program p sums tiles p, p + P, ... of all n_work (batch, tile) pairs."""
         pid = tl.program_id(0)
         h = tl.program_id(1)
         ch = tl.arange(0, C)
         rows = tl.arange(0, BT)
-        dt = x_ptr.dtype.element_ty
         acc0 = tl.zeros((C, C), dtype=tl.float32)
         acc1 = tl.zeros((C, C), dtype=tl.float32)
         acc2 = tl.zeros((C, C), dtype=tl.float32)
@@ -289,7 +257,6 @@ if triton is not None:
             b = (j // n_tiles).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
             t = (j % n_tiles) * BT + rows
             tmask = (t < L) & (rows * 0 + j < n_work)  # (a vector mask: Triton 3.9's interpreter wants one)
-            s = tl.load(s_ptr + b * C + ch, mask=ch * 0 + j < n_work, other=0.0).to(tl.float32)
             x_base = x_ptr + b * L * C
             g = tl.load(g_ptr + (b * L + t[:, None]) * g_stride + g_col + h * C + ch[None, :],
                         mask=tmask[:, None], other=0.0)
@@ -297,13 +264,12 @@ if triton is not None:
                 tk = t + (k - 1) * dil
                 mk = (tk >= 0) & (tk < L) & tmask
                 xk = tl.load(x_base + tk[:, None] * C + ch[None, :], mask=mk[:, None], other=0.0)
-                xk = tl.where(mk[:, None], xk.to(tl.float32) + s[None, :], 0.0).to(dt)
                 if k == 0:
-                    acc0 += tl.dot(tl.trans(xk), g)
+                    acc0 = tl.dot(tl.trans(xk), g, acc0)
                 elif k == 1:
-                    acc1 += tl.dot(tl.trans(xk), g)
+                    acc1 = tl.dot(tl.trans(xk), g, acc1)
                 else:
-                    acc2 += tl.dot(tl.trans(xk), g)
+                    acc2 = tl.dot(tl.trans(xk), g, acc2)
         base = part_ptr + pid * 3 * C * 2 * C + ch[:, None] * (2 * C) + h * C + ch[None, :]
         tl.store(base, acc0)
         tl.store(base + C * 2 * C, acc1)
@@ -331,32 +297,33 @@ def _cond_blocks(cc: int) -> tuple[int, int]:
 _TUNED: dict[str, Any] = {}
 
 
-def _configs(tpps: tuple[int, ...]) -> list[Any]:
-    return [triton.Config({"BT": bt, **({"TPP": tpp} if tpp else {})}, num_warps=warps)
-            for bt in TILE_SIZES for warps in (4, 8) for tpp in tpps]
+def _configs(name: str) -> list[Any]:
+    """The configurations autotuning tries for kernel ``name``: tile size, tiles per program (with
+    as many pipeline stages for the loop over them), warps. The weight-gradient kernel's tile is fixed."""
+    if name == "w":
+        return [triton.Config({}, num_warps=w, num_stages=st) for w in (4, 8) for st in (1, 2, 3)]
+    return [triton.Config({"BT": bt, "TPP": tpp}, num_warps=w, num_stages=st)
+            for bt in TILE_SIZES for w in (4, 8) for tpp, st in ((1, 1), (2, 2), (4, 3))]
 
 
 def _kernel(name: str) -> Any:
-    """The kernel, autotuned over tile size and warps on a GPU (fixed 64-step tiles under the interpreter).
+    """The kernel, autotuned over :func:`_configs` on a GPU (fixed 64-step tiles under the interpreter).
 
     The partial-sum buffers are zeroed before each trial and sized for the smallest tile, so any
     configuration writes a subset of their rows and the sums stay right."""
     if name in _TUNED:
         return _TUNED[name]
     raw = {"fwd": _fwd_kernel, "pre": _bwd_pre_kernel, "x": _bwd_x_kernel, "w": _bwd_w_kernel}[name]
-    tpps = (0,) if name == "w" else (1, 8)
     if _interpreting():
-        meta = {"TPP": 2} if tpps[0] else {}
-        if name != "w":
-            meta["BT"] = BLOCK_T
+        meta = {} if name == "w" else {"TPP": 2, "BT": BLOCK_T}
 
         def launch(grid: Any, *args: Any, **kwargs: Any) -> None:
             raw[grid(meta)](*args, **kwargs, **meta)
 
     else:
         zero = ["part_vec_ptr"] if name == "pre" else None
-        configs = ([triton.Config({}, num_warps=w) for w in (4, 8)] if name == "w" else _configs(tpps))
-        tuned = triton.autotune(configs, key=["C"], reset_to_zero=zero)(raw)
+        key = ["C", "HAS_D"] if name in ("pre", "x") else ["C"]  # HAS_D: every layer but the last
+        tuned = triton.autotune(_configs(name), key=key, reset_to_zero=zero)(raw)
 
         def launch(grid: Any, *args: Any, **kwargs: Any) -> None:
             tuned[grid](*args, **kwargs)
@@ -396,6 +363,10 @@ class _FusedStack(torch.autograd.Function):
         wd_q, wc_q, wo_q = wd.to(dt).contiguous(), wc.to(dt).contiguous(), wo.to(dt).contiguous()
         bias32, bo32 = bias.float().contiguous(), bo.float().contiguous()
         s32 = sproj.float().contiguous()
+        # the step projection s enters each tap as (x + s) W_k = x W_k + s W_k: s W_k per batch item,
+        # so that the kernels read the layer inputs straight into their products
+        with torch.autocast(h0.device.type, enabled=False):  # in float32 even under autocast
+            sw = torch.einsum("nbc,nkcj->nbkj", s32, wd_q.float()).contiguous()  # [N, B, 3, 2C]
         cond = cond.contiguous()
         save = any(ctx.needs_input_grad[:8])
         z_all = torch.empty(batch, length, n_layers * channels, device=h0.device, dtype=dt)
@@ -407,7 +378,7 @@ class _FusedStack(torch.autograd.Function):
             last = i == n_layers - 1
             out = inputs[-1] if last else torch.empty_like(inputs[-1])
             fwd(lambda m: (_chunks(length, m["BT"], m["TPP"]), batch),
-                inputs[-1], cond, s32[i], wd_q[i], bias32[i], wc_q[i], wo_q[i], bo32[i],
+                inputs[-1], cond, sw[i], wd_q[i], bias32[i], wc_q[i], wo_q[i], bo32[i],
                 out, pre[i if save else 0], z_all,
                 length, d, cc, n_layers * channels, i * channels,
                 C=channels, CA=ca, CB=cb, WRITE_OUT=not last, WRITE_PRE=save)
@@ -415,13 +386,12 @@ class _FusedStack(torch.autograd.Function):
                 inputs.append(out)
         # skip sum: Σ_i z_i Wo_skip_i + bo_skip_i as one product over all layers
         wos = wo_q[:, :, channels:].reshape(n_layers * channels, channels)
-        skip = torch.matmul(z_all.view(batch * length, -1), wos).float()
-        skip += bo32[:, channels:].sum(0)
+        skip = torch.addmm(bo32[:, channels:].sum(0).to(dt), z_all.view(batch * length, -1), wos)
         if save:
             ctx.save_for_backward(cond, s32, wd_q, wc_q, wo_q, pre, z_all, *inputs)
             ctx.dilations = tuple(dilations)
             ctx.dtypes = (h0.dtype, cond.dtype, sproj.dtype, wd.dtype, bias.dtype, wc.dtype, wo.dtype, bo.dtype)
-        return skip.view(batch, length, channels).to(dt)
+        return skip.view(batch, length, channels)
 
     @staticmethod
     def backward(ctx: Any, g_skip):  # type: ignore[override]
@@ -442,17 +412,17 @@ class _FusedStack(torch.autograd.Function):
         n_prog_w = triton.cdiv(batch * w_tiles, w_iter)
         width = n_layers * 2 * channels
         g_all = torch.empty(batch, length, width, device=dev, dtype=dt)
-        part_vec = torch.zeros(batch * n_chunks_max, 4, 2 * channels, device=dev, dtype=f32)
+        part_vec = torch.zeros(batch * n_chunks_max, 7, channels, device=dev, dtype=f32)
         part_w = torch.empty(n_prog_w, 3, channels, 2 * channels, device=dev, dtype=f32)
         d_wd = torch.empty(n_layers, 3, channels, 2 * channels, device=dev, dtype=f32)
         d_wo = torch.empty(n_layers, channels, 2 * channels, device=dev, dtype=f32)
-        d_bias = torch.empty(n_layers, 2 * channels, device=dev, dtype=f32)
         d_bo = torch.empty(n_layers, 2 * channels, device=dev, dtype=f32)
-        d_s = torch.empty(n_layers, batch, channels, device=dev, dtype=f32)
+        # per layer and batch item: Σ_t G, Σ_{t<d} G, Σ_{t>=L-d} G (each [2C]), Σ_t D / √2 [C]
+        vecs = torch.empty(n_layers, batch, 7 * channels, device=dev, dtype=f32)
         z_flat = z_all.view(batch * length, n_layers * channels)
         # the skip half of the output projection, all layers at once: Z^T g_skip
         d_wo[:, :, channels:] = torch.matmul(z_flat.t(), gsk.view(-1, channels)).float().view(n_layers, channels, channels)
-        d_bo[:, channels:] = g_skip.float().sum((0, 1))
+        d_bo[:, channels:] = g_skip.sum((0, 1), dtype=f32)
         d_wo[-1, :, :channels] = 0.0  # the last layer's residual output is unused
         pre_k, x_k, w_k = _kernel("pre"), _kernel("x"), _kernel("w")
         grad = None  # gradient of the current layer's output (None for the last layer)
@@ -464,7 +434,7 @@ class _FusedStack(torch.autograd.Function):
                   pre[i], grad if has_d else gsk, gsk, wo_q[i], g_all, part_vec,
                   length, n_chunks_max, d, width, col, C=channels, HAS_D=has_d)
             w_k(lambda m: (n_prog_w, 2),
-                inputs[i], s32[i], g_all, part_w,
+                inputs[i], g_all, part_w,
                 length, w_tiles, batch * w_tiles, n_prog_w, d, width, col,
                 C=channels, BT=W_TILE, N_ITER=w_iter)
             new_grad = torch.empty(batch, length, channels, device=dev, dtype=dt)
@@ -475,14 +445,16 @@ class _FusedStack(torch.autograd.Function):
                 zi = z_flat[:, i * channels:(i + 1) * channels]
                 d_wo[i, :, :channels] = torch.matmul(zi.t(), grad.view(-1, channels)).float() * _RSQRT2
             grad = new_grad
-            d_wd[i] = part_w.sum(0)
-            vec = part_vec.view(batch, n_chunks_max, 4, 2 * channels).sum(1)  # [B, 4, 2C]
-            total, lo, hi = vec[:, 0], vec[:, 1], vec[:, 2]  # [B, 2C]
-            d_bias[i] = total.sum(0)
-            d_bo[i, :channels] = vec[:, 3, :channels].sum(0)
-            # the step projection is added to the conv's input where a tap reads inside the signal
-            taps = torch.stack([total - lo, total, total - hi], 0)  # [3, B, 2C]
-            d_s[i] = torch.einsum("kcj,kbj->bc", wd_q[i].float(), taps)
+            torch.sum(part_w, 0, out=d_wd[i])
+            torch.sum(part_vec.view(batch, n_chunks_max, 7 * channels), 1, out=vecs[i])
+        total, lo, hi = (vecs[:, :, k * 2 * channels:(k + 1) * 2 * channels] for k in range(3))  # [N, B, 2C]
+        d_bias = total.sum(1)
+        d_bo[:, :channels] = vecs[:, :, 6 * channels:].sum(1)
+        # the step projection is added to the conv's input where a tap reads inside the signal:
+        # tap 0 (t - d) for t >= d, tap 2 (t + d) for t < L - d
+        taps = torch.stack([total - lo, total, total - hi], 1)  # [N, 3, B, 2C]
+        d_s = torch.einsum("nkcj,nkbj->nbc", wd_q.float(), taps)
+        d_wd += torch.einsum("nbc,nkbj->nkcj", s32, taps)  # the kernels took x W_k; (x + s) W_k adds s W_k
         g_flat = g_all.view(batch * length, width)
         d_cond = torch.matmul(g_flat, wc_q.permute(0, 2, 1).reshape(width, cc))  # [B*L, Cc]
         d_wc = torch.matmul(cond.view(batch * length, cc).t(), g_flat).float()  # [Cc, N * 2C]
