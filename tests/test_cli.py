@@ -84,6 +84,37 @@ def test_train_vocoder_with_the_inference_loss(tmp_path, corpus):
     assert not (tmp_path / "b" / "run.json").exists()
 
 
+def test_aligned_mels_then_train_vocoder_on_them(tmp_path, corpus):
+    """`data aligned-mels` writes one mel per transcribed utterance with its recording's frames (kept on a
+    second run); `train vocoder --mels` trains on them and records the folder; bad input is one line."""
+    from wavediff.audio import MelConfig
+    from wavediff.data import scan_corpus
+    from wavediff.data.vocoder import VocoderDataset
+
+    mels = tmp_path / "mels"
+    r = _run("data", "aligned-mels", "--data", str(corpus), "--out", str(mels), "--device", "cpu", "--batch-size", "5",
+             "--steps", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "12 written, 0 kept, 0 skipped" in r.stdout
+    assert json.loads((mels / "mel_config.json").read_text()) == MelConfig.hifigan().to_dict()
+    ds = VocoderDataset(scan_corpus(corpus), MelConfig.hifigan(), crop_frames=None)
+    for i, utt in enumerate(ds.utterances):
+        given = np.load(mels / f"{utt.id}.npy")
+        assert given.shape == ds.load_features(i)[1].shape and given.dtype == np.float32 and np.isfinite(given).all()
+    again = _run("data", "aligned-mels", "--data", str(corpus), "--out", str(mels), "--device", "cpu")
+    assert again.returncode == 0 and "0 written, 12 kept" in again.stdout
+    exp = tmp_path / "exp"
+    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "2",
+             "--device", "cpu", "--mels", str(mels))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((exp / "run.json").read_text())["data"]["mel_dir"] == str(mels.resolve())
+    bad = _run("data", "aligned-mels", "--data", str(corpus), "--out", str(tmp_path / "m2"), "--batch-size", "0")
+    assert bad.returncode == 2 and "batch size must be an int >= 1" in bad.stderr and "Traceback" not in bad.stderr
+    bad = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "e2"), "--config", "tiny",
+               "--mels", str(tmp_path / "nowhere"))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_resume_continues_at_the_saved_step(tmp_path, corpus):
     exp = tmp_path / "exp"
     assert _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "10").returncode == 0
@@ -261,7 +292,7 @@ def test_every_readme_command_matches_its_help():
     for line in commands:
         words = line.split(" -m wavediff ")[-1].split() if " -m wavediff " in line else line.split()[1:]
         sub = [w for w in words if re.fullmatch(r"[a-z][a-z-]*", w)][:2]
-        sub = sub[:2] if sub[:2] in (["train", "vocoder"], ["train", "acoustic"], ["convert", "lmnt-diffwave"]) else sub[:1]
+        sub = sub[:2] if sub[:1] in (["train"], ["convert"], ["data"]) else sub[:1]
         r = _run(*sub, "--help")
         assert r.returncode == 0, (line, r.stderr)
         for opt in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", line.split(" -m wavediff ")[-1]):

@@ -411,3 +411,49 @@ def test_dataloader_workers_and_reproducible_crops(corpus: Path) -> None:
     assert torch.equal(first, epoch_audio(0, 0))
     assert not torch.equal(first, epoch_audio(0, 0))  # the global RNG moved on: new crops
     assert torch.equal(epoch_audio(1, 2), epoch_audio(1, 2))  # workers seeded by the generator
+
+
+def test_vocoder_dataset_trains_on_given_mels(tmp_path):
+    """mel_dir: crops pair the recording's audio with the same frames of the given mel; a missing or
+    misshaped mel skips the utterance (named, with the reason) without marking the recording bad in
+    the cache; a folder of another convention or no folder is refused."""
+    import json
+    import warnings
+
+    from wavediff.audio import MelConfig
+    from wavediff.data import make_test_corpus, scan_corpus
+    from wavediff.data.vocoder import VocoderDataset, given_mel_path
+
+    corpus = make_test_corpus(tmp_path / "c", num_utts=4, seed=1)
+    utts = scan_corpus(corpus)
+    cfg = MelConfig.hifigan()
+    plain = VocoderDataset(utts, cfg, crop_frames=8, cache_dir=tmp_path / "cache", seed=5)
+    mels = tmp_path / "m"
+    mels.mkdir()
+    rng = np.random.default_rng(0)
+    for i, utt in enumerate(plain.utterances):
+        frames = plain.load_features(i)[1].shape[1]
+        n = frames if utt.id != plain.utterances[3].id else frames - 1  # the last one misshaped
+        np.save(given_mel_path(mels, utt.id), rng.normal(size=(80, n)).astype(np.float32))
+    given_mel_path(mels, plain.utterances[2].id).unlink()  # and one missing
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = VocoderDataset(utts, cfg, crop_frames=8, cache_dir=tmp_path / "cache", seed=5, mel_dir=mels)
+        assert len(ds) == 3 and ds.skipped[0][1] == f"no mel for it in {mels}"
+        plain.set_epoch(0)
+        ds.set_epoch(0)
+        for i in range(2):
+            a, b = plain[i], ds[i]
+            assert torch.equal(a["audio"], b["audio"])  # the same crop of the same recording
+            whole = np.load(given_mel_path(mels, ds.utterances[i].id))
+            starts = [s for s in range(whole.shape[1] - 7) if np.array_equal(whole[:, s:s + 8], b["mel"].numpy())]
+            assert starts and np.allclose(plain.load_features(i)[1][:, starts[0]:starts[0] + 8], a["mel"].numpy())
+        ds.precompute(progress=False)
+    assert len(ds) == 2 and "is shaped [80," in ds.skipped[-1][1] and ds.skipped[-1][0] == plain.utterances[3].id
+    assert not list((tmp_path / "cache").rglob("*.bad"))  # the recordings themselves are fine
+    assert any("no mel for it" in str(w.message) for w in caught)
+    (mels / "mel_config.json").write_text(json.dumps(MelConfig.diffwave().to_dict()))
+    with pytest.raises(ValueError, match="not in the 'hifigan' convention"):
+        VocoderDataset(utts, cfg, mel_dir=mels)
+    with pytest.raises(ValueError, match="does not exist"):
+        VocoderDataset(utts, cfg, mel_dir=tmp_path / "nowhere")

@@ -180,3 +180,34 @@ def test_synth_precision_option(tmp_path, capsys):
         main(["synth", "Hello.", "-o", str(tmp_path / "x.wav"), "--precision", "fp16"])
     assert e.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_aligned_mels_follow_the_recording(tmp_path):
+    """Ground-truth-aligned mels of the default voice's acoustic model: each has its recording's frames,
+    its loudness contour follows the recording's (frame-energy correlation 0.975-0.983 on three
+    sentences; the same contour 10 frames later: 0.30-0.44), and a seeded generator repeats it."""
+    from wavediff.data import scan_corpus
+    from wavediff.data.festival import build_festival_corpus, festival_problem
+    from wavediff.data.tts import TTSDataset, collate_tts
+    from wavediff.pipelines.tts import AcousticPipeline
+
+    assert festival_problem() is None
+    build_festival_corpus(tmp_path / "c", [("a", "Thank you for your help with the project."),
+                                           ("b", "Please call me back at noon.")], num=2, progress=False)
+    pipe = AcousticPipeline.from_pretrained(files.bundled_acoustic_dir(), device="cpu")
+    ds = TTSDataset(scan_corpus(tmp_path / "c"), pipe.mel_config, pipe.frontend)
+    batch = collate_tts([ds.load(0), ds.load(1)], ds.silence_value)
+
+    def run():
+        g = torch.Generator().manual_seed(3)
+        return pipe.aligned_mels(batch["tokens"], batch["token_lengths"], batch["mel"], batch["mel_lengths"],
+                                 generator=g, precision="float32")
+
+    mels = run()
+    for mel, ref, n in zip(mels, batch["mel"], batch["mel_lengths"]):
+        ref = ref[:, : int(n)]
+        assert mel.shape == ref.shape
+        e, r = mel.mean(0).numpy(), ref.mean(0).numpy()
+        assert np.corrcoef(e, r)[0, 1] > 0.9
+        assert np.corrcoef(e[10:], r[:-10])[0, 1] < 0.7
+    assert all(torch.equal(a, b) for a, b in zip(mels, run()))

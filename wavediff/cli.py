@@ -67,6 +67,10 @@ def _add_train(sub) -> None:
         m.add_argument("--init", default=None, metavar="MODEL_DIR",
                        help=f"start a new run from a trained {name} model's weights (fine-tuning; same config); "
                             "default: the bundled default voice's")
+        if name == "vocoder":
+            m.add_argument("--mels", default=None, metavar="DIR",
+                           help="train on these mels (DIR/<id>.npy, e.g. from `wavediff data aligned-mels`) instead "
+                                "of the recordings' own (the config's data.mel_dir)")
         m.set_defaults(func=_run_train)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -90,7 +94,11 @@ def _run_train(args) -> int:
         from wavediff.train.acoustic import train_acoustic as train
     if args.max_time is not None and not args.max_time > 0:
         raise ValueError(f"--max-time must be > 0 seconds, got {args.max_time}")
-    stats = train(args.data, args.out, args.config, args.max_steps, args.device, args.resume, max_time=args.max_time, init=args.init)
+    extra = {}
+    if getattr(args, "mels", None) is not None:
+        extra["overrides"] = {"data": {"mel_dir": os.path.abspath(args.mels)}}
+    stats = train(args.data, args.out, args.config, args.max_steps, args.device, args.resume, max_time=args.max_time,
+                  init=args.init, **extra)
     return _train_result(stats, args.out)
 
 
@@ -371,7 +379,7 @@ def _run_eval(args) -> int:
 def _add_data(sub) -> None:
     p = sub.add_parser(
         "data",
-        help="corpus preparation for recipes (download, prepare, features, festival)",
+        help="corpus preparation for recipes (download, prepare, features, festival, aligned mels)",
         description="Corpus preparation steps used by recipes/*/run.sh (see `wavediff data STEP --help`).",
     )
     steps = p.add_subparsers(dest="step", metavar="STEP")
@@ -453,6 +461,27 @@ def _add_data(sub) -> None:
     c.add_argument("conf", metavar="CONF")
     c.add_argument("--out", required=True, metavar="DIR", help="folder for the merged training configs")
     c.set_defaults(func=_run_data_recipe_config)
+    a = steps.add_parser(
+        "aligned-mels",
+        help="an acoustic model's mels of a corpus, aligned to its recordings (to fine-tune a vocoder on)",
+        description=(
+            "Write the acoustic model's mel of every transcribed utterance of DIR to OUT/<id>.npy, sampled as "
+            "`wavediff synth` samples but with the durations that alignment search finds against the recording, "
+            "so each has the recording's frames and lines up with its audio (ground-truth-aligned mels). "
+            "`wavediff train vocoder --mels OUT` then trains on them. Files already in OUT are kept."
+        ),
+    )
+    a.add_argument("--data", required=True, metavar="DIR", help="corpus folder with transcripts")
+    a.add_argument("--out", required=True, metavar="OUT", help="folder for the mels")
+    a.add_argument("--checkpoint", metavar="DIR", help="acoustic model checkpoint (default: the bundled one)")
+    a.add_argument("--cache", metavar="CACHE", default=None, help="feature cache to read the recordings' mels from")
+    a.add_argument("--batch-size", type=int, default=16, metavar="N", help="utterances per batch (default 16)")
+    a.add_argument("--steps", type=int, default=None, metavar="N", help="diffusion steps (default: the checkpoint's)")
+    a.add_argument("--temperature", type=float, default=None, help="Grad-TTS temperature (default: the checkpoint's)")
+    a.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _precision_arg(a)
+    _device_arg(a)
+    a.set_defaults(func=_run_data_aligned_mels)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -501,6 +530,17 @@ def _run_data_festival(args) -> int:
                                 voice=args.voice, shuffle_seed=args.shuffle_seed, progress=sys.stderr.isatty())
     print(f"{res['utterances']} utterances ({res['hours']:.3f} h; {res['synthesized']} new, {res['existing']} kept, "
           f"{len(res['failed'])} failed) in {res['wall_s']:.1f} s -> {args.out}")
+    return 0
+
+
+def _run_data_aligned_mels(args) -> int:
+    from wavediff.pipelines.files import write_aligned_mels
+
+    res = write_aligned_mels(_checkpoint_dir(args.checkpoint), args.data, args.out, cache_dir=args.cache,
+                             batch_size=args.batch_size, steps=args.steps, temperature=args.temperature,
+                             seed=args.seed, device=args.device, precision=args.precision,
+                             progress=sys.stderr.isatty())
+    print(f"aligned mels: {res['written']} written, {res['existing']} kept, {res['skipped']} skipped -> {args.out}")
     return 0
 
 

@@ -66,20 +66,25 @@ class TTSDataset(Dataset):
     def __len__(self) -> int:
         return len(self._index)
 
-    def __getitem__(self, i: int) -> dict:
-        for attempt in range(10):
-            try:
-                _, mel = self.features.load_features(self._index[i])
-                break
-            except ValueError as e:
-                utt = self.features.utterances[self._index[i]]
-                logger.warning("skipping %s: %s", utt.id, e)
-                i = random.randrange(len(self))
-        else:  # pragma: no cover - every retry hit a bad file
-            raise ValueError("too many unreadable files in a row")
+    def utterance(self, i: int):
+        """The :class:`Utterance` behind item ``i``."""
+        return self.features.utterances[self._index[i]]
+
+    def load(self, i: int) -> dict:
+        """Item ``i`` itself; ValueError when its audio cannot be read (``__getitem__`` then takes another)."""
+        _, mel = self.features.load_features(self._index[i])
         if self.max_frames is not None and mel.shape[1] > self.max_frames:
             mel = mel[:, : self.max_frames]
         return {"tokens": torch.tensor(self.tokens[i], dtype=torch.long), "mel": torch.from_numpy(np.ascontiguousarray(mel))}
+
+    def __getitem__(self, i: int) -> dict:
+        for attempt in range(10):
+            try:
+                return self.load(i)
+            except ValueError as e:
+                logger.warning("skipping %s: %s", self.utterance(i).id, e)
+                i = random.randrange(len(self))
+        raise ValueError("too many unreadable files in a row")  # pragma: no cover - every retry hit a bad file
 
     @property
     def collate_fn(self):

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from wavediff.audio import MelConfig, MelSpectrogram, load_audio
 from wavediff.data.corpus import Utterance
 
-__all__ = ["VocoderDataset", "collate_vocoder"]
+__all__ = ["VocoderDataset", "collate_vocoder", "given_mel_path"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -83,6 +83,15 @@ def _safe_name(utt_id: str) -> str:
     """An id usable as a file name (no separators, no leading dot)."""
     name = utt_id.replace("/", "_").replace("\\", "_").replace(os.sep, "_")
     return "_" + name if name.startswith(".") else name
+
+
+class _GivenMelError(ValueError):
+    """A problem with a given mel (``mel_dir``), not with the recording: no ``.bad`` marker in the cache."""
+
+
+def given_mel_path(mel_dir: PathLike, utt_id: str) -> Path:
+    """Where a folder of given mels (``VocoderDataset(mel_dir=...)``) keeps utterance ``utt_id``'s."""
+    return Path(mel_dir) / f"{_safe_name(utt_id)}.npy"
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -129,6 +138,12 @@ class VocoderDataset(Dataset):
     shorter than the crop are padded: audio with zeros, mel with the convention's silence value
     (``mel_config.value_range[0]``, the mel of a zero signal). Utterances with fewer than
     ``min_frames`` frames are skipped and reported like bad files.
+
+    ``mel_dir``: a folder of given mels to train on instead of the recordings' own, one
+    ``<id>.npy`` [n_mels, frames] per utterance (:func:`given_mel_path`), e.g. an acoustic model's
+    ground-truth-aligned mels (``wavediff aligned-mels``). Each must have its recording's frame count
+    under this mel convention; one that is missing or does not is reported and skipped like a bad
+    file. A ``mel_config.json`` in the folder must match ``mel_config``.
     """
 
     def __init__(
@@ -139,6 +154,7 @@ class VocoderDataset(Dataset):
         cache_dir: PathLike | None = None,
         seed: int = 0,
         min_frames: int = 1,
+        mel_dir: PathLike | None = None,
     ) -> None:
         # ---- arguments ----
         if not isinstance(mel_config, MelConfig):
@@ -164,6 +180,16 @@ class VocoderDataset(Dataset):
         self.silence_value = float(mel_config.value_range[0])
         self.mel_module = MelSpectrogram(mel_config)
         self._epoch: int | None = None
+        self.mel_dir = Path(mel_dir) if mel_dir is not None else None
+        if self.mel_dir is not None:
+            if not self.mel_dir.is_dir():
+                raise ValueError(f"mel folder {os.fspath(self.mel_dir)!r} does not exist.")
+            info = self.mel_dir / "mel_config.json"
+            if info.is_file() and json.loads(info.read_text(encoding="utf-8")) != mel_config.to_dict():
+                raise ValueError(
+                    f"the mels in {os.fspath(self.mel_dir)!r} are not in the '{mel_config.preset}' convention "
+                    f"this dataset uses (see its mel_config.json)."
+                )
         # ---- cache folder ----
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.cache_folder: Path | None = None
@@ -266,6 +292,8 @@ class VocoderDataset(Dataset):
         )
         if problem:
             return problem
+        if self.mel_dir is not None and not given_mel_path(self.mel_dir, utt.id).is_file():
+            return f"no mel for it in {os.fspath(self.mel_dir)}"
         if self.cache_folder is not None:
             marker = _CachePaths(self.cache_folder, utt).bad
             if marker.is_file():
@@ -309,17 +337,38 @@ class VocoderDataset(Dataset):
         return (audio, mel) if ok else None
 
     def _cached_features(self, utt: Utterance) -> tuple[tuple[np.ndarray, np.ndarray], bool]:
-        """((audio, mel), computed?) from the cache, computing and storing on a miss."""
+        """((audio, mel), computed?) from the cache, computing and storing on a miss; with
+        ``mel_dir`` the mel is the given one."""
         if self.cache_folder is None:
-            return self.compute_features(utt), True
-        paths = _CachePaths(self.cache_folder, utt)
-        cached = self._read_cache(paths)
-        if cached is not None:
-            return cached, False
-        audio, mel = self.compute_features(utt)
-        _save_npy(paths.audio, audio)
-        _save_npy(paths.mel, mel)  # written last: readers need both
-        return (audio, mel), True
+            (audio, mel), computed = self.compute_features(utt), True
+        else:
+            paths = _CachePaths(self.cache_folder, utt)
+            cached = self._read_cache(paths)
+            if cached is not None:
+                (audio, mel), computed = cached, False
+            else:
+                audio, mel = self.compute_features(utt)
+                _save_npy(paths.audio, audio)
+                _save_npy(paths.mel, mel)  # written last: readers need both
+                computed = True
+        if self.mel_dir is not None:
+            mel = self._given_mel(utt, mel.shape[1])
+        return (audio, mel), computed
+
+    def _given_mel(self, utt: Utterance, frames: int) -> np.ndarray:
+        path = given_mel_path(self.mel_dir, utt.id)
+        try:
+            mel = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise _GivenMelError(f"cannot read its mel {os.fspath(path)}: {exc}") from None
+        if mel.shape != (self.mel_config.n_mels, frames):
+            raise _GivenMelError(
+                f"its mel {os.fspath(path)} is shaped {list(mel.shape)}; the recording has "
+                f"[{self.mel_config.n_mels}, {frames}] (mel bins, frames)"
+            )
+        if not np.isfinite(mel).all():
+            raise _GivenMelError(f"its mel {os.fspath(path)} holds NaN or infinite values")
+        return np.ascontiguousarray(mel, dtype=np.float32)
 
     def load_features(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Whole-utterance (audio [frames * hop], mel [n_mels, frames]) of item ``index``."""
@@ -384,7 +433,8 @@ class VocoderDataset(Dataset):
         utt = self.utterances[index]
         reason = self._reason(utt, exc)
         self._bad.add(index)
-        self._write_bad_marker(utt, reason)
+        if not isinstance(exc, _GivenMelError):
+            self._write_bad_marker(utt, reason)
         self._record_bad([(utt, reason)])
 
     # ---- cache building ------------------------------------------------------------------------
@@ -454,7 +504,8 @@ class _FeatureJobs(Dataset):
             _, computed = self.dataset._cached_features(utt)
         except Exception as exc:  # noqa: BLE001 - reported by precompute
             reason = self.dataset._reason(utt, exc)
-            self.dataset._write_bad_marker(utt, reason)
+            if not isinstance(exc, _GivenMelError):
+                self.dataset._write_bad_marker(utt, reason)
             return index, False, reason
         return index, computed, None
 

@@ -1,6 +1,7 @@
 """File-level vocoding used by ``wavediff vocode``: .wav (copy-synthesis) or .npy mel in, .wav out."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ __all__ = [
     "INPUT_SUFFIXES", "DEFAULT_VOCODER_DIR", "DEFAULT_ACOUSTIC_DIR", "bundled_vocoder_dir", "bundled_acoustic_dir",
     "load_vocoder", "load_tts", "read_mel_input",
     "vocode_file", "vocode_dir", "read_text_lines", "synthesize_to_file", "acoustic_nll", "atomic_write_text",
+    "write_aligned_mels",
 ]
 
 INPUT_SUFFIXES = (".wav", ".flac", ".ogg", ".npy")
@@ -236,3 +238,73 @@ def acoustic_nll(checkpoint, data_dir, utterances: int = 8, device: str | None =
         "values": int(w.sum()),
         "per_utterance": dict(zip([u.id for u in ds.features.utterances if u.text][: len(bits)], bits)),
     }
+
+
+def write_aligned_mels(
+    checkpoint,
+    data_dir,
+    out_dir,
+    *,
+    cache_dir=None,
+    batch_size: int = 16,
+    steps: int | None = None,
+    temperature: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    precision: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """An acoustic model's ground-truth-aligned mels of every transcribed utterance of ``data_dir``.
+
+    Each is sampled as ``synth`` samples (the checkpoint's sampler, steps and temperature unless given)
+    but with the durations that alignment search finds against the recording
+    (:meth:`AcousticPipeline.aligned_mels`), so it has the recording's frames and lines up with its
+    audio, and is written to ``out_dir/<id>.npy`` [n_mels, frames] (atomically; utterances whose file
+    exists are skipped, so an interrupted run continues). ``out_dir/mel_config.json`` records the
+    convention. ``wavediff train vocoder --mels out_dir`` then fine-tunes a vocoder on them. Returns
+    counts: written, existing, skipped (no audio or text). ``cache_dir``: a feature cache to read the
+    recordings' mels from (a run's ``features/``)."""
+    from wavediff.data import scan_corpus
+    from wavediff.data.tts import TTSDataset, collate_tts
+    from wavediff.data.vocoder import _save_npy, given_mel_path
+
+    from .tts import AcousticPipeline
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch size must be an int >= 1, got {batch_size!r}")
+    if steps is not None and steps < 1:
+        raise ValueError("steps must be >= 1")
+    if temperature is not None and not temperature > 0:
+        raise ValueError("temperature must be > 0")
+    if checkpoint is None:
+        checkpoint = bundled_acoustic_dir()
+    elif not Path(checkpoint).is_dir():
+        raise ValueError(f"checkpoint directory {str(checkpoint)!r} does not exist")
+    pipe = AcousticPipeline.from_pretrained(checkpoint, device=device)
+    ds = TTSDataset(scan_corpus(data_dir), pipe.mel_config, pipe.frontend, cache_dir=cache_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "mel_config.json", json.dumps(pipe.mel_config.to_dict(), indent=2, sort_keys=True))
+    todo = [i for i in range(len(ds)) if not given_mel_path(out, ds.utterance(i).id).is_file()]
+    existing = len(ds) - len(todo)
+    written = 0
+    with tqdm(total=len(todo), desc="aligned mels", unit="utt", disable=not progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            chunk, items = [], []
+            for i in todo[start:start + batch_size]:
+                try:
+                    items.append(ds.load(i))
+                    chunk.append(i)
+                except ValueError as exc:  # unreadable audio: reported, not fatal
+                    ds.skipped.append((ds.utterance(i).id, str(exc)))
+            bar.update(len(todo[start:start + batch_size]))
+            if not items:
+                continue
+            batch = collate_tts(items, ds.silence_value)
+            g = torch.Generator(device=pipe.device).manual_seed(seed + start)
+            mels = pipe.aligned_mels(batch["tokens"], batch["token_lengths"], batch["mel"], batch["mel_lengths"],
+                                     steps=steps, temperature=temperature, generator=g, precision=precision)
+            for i, mel in zip(chunk, mels):
+                _save_npy(given_mel_path(out, ds.utterance(i).id), mel.float().cpu().numpy())
+                written += 1
+    return {"written": written, "existing": existing, "skipped": len(ds.skipped)}

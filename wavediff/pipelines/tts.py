@@ -194,6 +194,41 @@ class AcousticPipeline(nn.Module):
             generator = torch.Generator(device=self.device).manual_seed(seed)
         tokens, lengths = self.tokens(texts)
         h_x, mu_x, frame_lengths, path = self.model.plan(tokens, lengths, length_scale or inf.length_scale)
+        out = self._sample_mels(h_x, mu_x, frame_lengths, steps, sampler, temperature, generator, precision)
+        if return_alignment:
+            aligns = [path[i, : int(lengths[i]), : int(n)] for i, n in enumerate(frame_lengths)]
+            return (out[0], aligns[0]) if single else (out, aligns)
+        return out[0] if single else out
+
+    @torch.no_grad()
+    def aligned_mels(
+        self,
+        tokens: torch.Tensor,
+        token_lengths: torch.Tensor,
+        mel: torch.Tensor,
+        mel_lengths: torch.Tensor,
+        *,
+        steps: int | None = None,
+        sampler: str | None = None,
+        temperature: float | None = None,
+        generator: torch.Generator | None = None,
+        precision: str | None = "auto",
+    ) -> list[torch.Tensor]:
+        """Ground-truth-aligned ("teacher-forced") mels: sampled as :meth:`mel` samples them, but with
+        the durations that monotonic alignment search finds against the recordings' mels (as in
+        training) instead of the predicted ones, so that frame ``i`` of each output belongs to frame ``i``
+        of its recording. tokens [B, N], mel [B, M, T] (padded) -> a list of [M, T_i]. A vocoder
+        fine-tuned on these sees the acoustic model's mels in training, aligned with the audio."""
+        tokens, token_lengths = tokens.to(self.device), token_lengths.to(self.device)
+        mel, mel_lengths = mel.to(self.device), mel_lengths.to(self.device)
+        h, mu, text_mask, _ = self.model.encode(tokens, token_lengths)
+        path = self.model.align(mu, mel, text_mask, mel_lengths)
+        h_x, mu_x = self.model.expand(h, path), self.model.expand(mu, path)
+        return self._sample_mels(h_x, mu_x, mel_lengths, steps, sampler, temperature, generator, precision)
+
+    def _sample_mels(self, h_x, mu_x, frame_lengths, steps, sampler, temperature, generator, precision) -> list:
+        """The mel diffusion from N(μ, I / temperature²) given frame-rate h and μ [B, ·, T] -> [M, T_i] each."""
+        inf = self.config.inference
         mask = sequence_mask(frame_lengths, mu_x.shape[-1]).unsqueeze(1).to(mu_x.dtype)
         t = temperature or inf.temperature
         y = torch.randn(mu_x.shape, generator=generator, device=self.device) / t
@@ -215,11 +250,7 @@ class AcousticPipeline(nn.Module):
         y0 = sample(name, model, y, self.diffusion.schedule, generator=generator, **opts)
         lo, hi = self.config.mel.value_range
         mels = (mu_x + y0).clamp(lo, hi)  # a mel outside its convention's range is meaningless
-        out = [mels[i, :, : int(n)] for i, n in enumerate(frame_lengths)]
-        if return_alignment:
-            aligns = [path[i, : int(lengths[i]), : int(n)] for i, n in enumerate(frame_lengths)]
-            return (out[0], aligns[0]) if single else (out, aligns)
-        return out[0] if single else out
+        return [mels[i, :, : int(n)] for i, n in enumerate(frame_lengths)]
 
     def sentences(self, text: str) -> list[str]:
         return self.frontend.split_sentences(text, max_chars=self.config.inference.max_chars)

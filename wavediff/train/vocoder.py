@@ -92,8 +92,10 @@ def _datasets(data_dir, vcfg: VocoderConfig, data_cfg: dict, cache_dir: Path, se
     split = split_corpus(utterances, val=n_val, test=0, seed=seed)
     crop = int(data_cfg.get("crop_frames", 62))
     val_frames = max(16, int(float(data_cfg.get("val_seconds", 2.0)) * vcfg.mel.sample_rate / vcfg.mel.hop_length))
-    train = VocoderDataset(split.train, vcfg.mel, crop_frames=crop, cache_dir=cache_dir, seed=seed)
-    val = VocoderDataset(split.val, vcfg.mel, crop_frames=val_frames, cache_dir=cache_dir, seed=seed) if split.val else None
+    mels = data_cfg.get("mel_dir")  # given mels (e.g. an acoustic model's, aligned) instead of the recordings'
+    train = VocoderDataset(split.train, vcfg.mel, crop_frames=crop, cache_dir=cache_dir, seed=seed, mel_dir=mels)
+    val = (VocoderDataset(split.val, vcfg.mel, crop_frames=val_frames, cache_dir=cache_dir, seed=seed, mel_dir=mels)
+           if split.val else None)
     return train, val
 
 
@@ -115,7 +117,8 @@ def train_vocoder(
     where the config does not set them; optimiser, step count and EMA start afresh. Its sizes and mel
     must match the config.
 
-    The config's ``infer_loss`` section (:class:`InferLossConfig`) adds InferGrad's inference loss."""
+    The config's ``infer_loss`` section (:class:`InferLossConfig`) adds InferGrad's inference loss;
+    ``data.mel_dir`` trains on given mels instead of the recordings' own (:class:`VocoderDataset`)."""
     out = Path(out_dir)
     init, init_cfg = init_config(init, resume, "vocoder")
     cfg, resumed = run_config(out, resume, lambda: load_recipe_config(config))
