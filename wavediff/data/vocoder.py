@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from wavediff.audio import MelConfig, MelSpectrogram, load_audio
 from wavediff.data.corpus import Utterance
 
-__all__ = ["VocoderDataset", "collate_vocoder", "given_mel_path"]
+__all__ = ["VocoderDataset", "collate_vocoder", "given_mel_path", "save_npy"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -107,7 +107,8 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` as .npy atomically (temporary file, then rename)."""
     _atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
@@ -242,9 +243,8 @@ class VocoderDataset(Dataset):
             f"{utt.id} ({utt.path}): {reason}" for utt, reason in entries[:_SHOWN_BAD]
         )
         more = f"; and {len(entries) - _SHOWN_BAD} more" if len(entries) > _SHOWN_BAD else ""
-        warnings.warn(
-            f"VocoderDataset skips {len(entries)} bad audio file(s): {shown}{more}.", stacklevel=3
-        )
+        what = "bad audio file(s)" if self.mel_dir is None else "utterance(s) (bad audio or no usable given mel)"
+        warnings.warn(f"VocoderDataset skips {len(entries)} {what}: {shown}{more}.", stacklevel=3)
 
     def _write_bad_marker(self, utt: Utterance, reason: str) -> None:
         if self.cache_folder is None:
@@ -348,8 +348,8 @@ class VocoderDataset(Dataset):
                 (audio, mel), computed = cached, False
             else:
                 audio, mel = self.compute_features(utt)
-                _save_npy(paths.audio, audio)
-                _save_npy(paths.mel, mel)  # written last: readers need both
+                save_npy(paths.audio, audio)
+                save_npy(paths.mel, mel)  # written last: readers need both
                 computed = True
         if self.mel_dir is not None:
             mel = self._given_mel(utt, mel.shape[1])

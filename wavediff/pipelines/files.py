@@ -266,7 +266,7 @@ def write_aligned_mels(
     recordings' mels from (a run's ``features/``)."""
     from wavediff.data import scan_corpus
     from wavediff.data.tts import TTSDataset, collate_tts
-    from wavediff.data.vocoder import _save_npy, given_mel_path
+    from wavediff.data.vocoder import given_mel_path, save_npy
 
     from .tts import AcousticPipeline
 
@@ -305,6 +305,6 @@ def write_aligned_mels(
             mels = pipe.aligned_mels(batch["tokens"], batch["token_lengths"], batch["mel"], batch["mel_lengths"],
                                      steps=steps, temperature=temperature, generator=g, precision=precision)
             for i, mel in zip(chunk, mels):
-                _save_npy(given_mel_path(out, ds.utterance(i).id), mel.float().cpu().numpy())
+                save_npy(given_mel_path(out, ds.utterance(i).id), mel.float().cpu().numpy())
                 written += 1
     return {"written": written, "existing": existing, "skipped": len(ds.skipped)}
