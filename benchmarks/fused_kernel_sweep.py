@@ -25,7 +25,7 @@ CROP = 62 * 256
 KERNELS = {"fwd": "_fwd_kernel", "pre": "_bwd_pre_kernel", "x": "_bwd_x_kernel", "w": "_bwd_w_kernel"}
 
 
-def wide_grid(fs, triton):
+def wide_grid(triton):
     """A larger configuration grid than the module's own (only for modules whose ``_configs`` takes a name)."""
     def configs(name: str) -> list:
         if name == "w":
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from wavediff.pipelines.vocoder import Vocoder, VocoderConfig
 
     if args.grid == "wide":
-        fs._configs = wide_grid(fs, triton)
+        fs._configs = wide_grid(triton)
     dev = torch.device("cuda")
     torch.manual_seed(0)
     net = Vocoder(VocoderConfig()).net.to(dev)
