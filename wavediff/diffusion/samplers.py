@@ -150,23 +150,15 @@ def fast_schedule_coefficients(schedule: NoiseSchedule, betas: Sequence[float] =
     return t, c1, c2, sigma
 
 
-@torch.no_grad()
-def sample_fast(
-    model: Callable,
-    x: torch.Tensor,
-    schedule: NoiseSchedule,
-    *,
-    betas: Sequence[float] = DIFFWAVE_FAST_BETAS,
-    clip: float | None = None,
-    generator: torch.Generator | None = None,
-    callback: Callable | None = None,
-) -> torch.Tensor:
+def sample_fast(model: Callable, x: torch.Tensor, schedule: NoiseSchedule, **options) -> torch.Tensor:
     """DiffWave's fast sampling (paper appendix B): a short user β schedule whose noise levels are
     aligned to fractional training steps (len(betas) network calls).
 
-    ``clip=1.0`` clamps x to [−1, 1] after every step, as lmnt-com/diffwave's ``predict`` does.
-    Runs :func:`fast_reverse` without gradients."""
-    return fast_reverse(model, x, schedule, betas=betas, clip=clip, generator=generator, callback=callback)
+    :func:`fast_reverse` without gradients; the same options (``betas``, ``clip``, ``generator``,
+    ``callback``). ``clip=1.0`` clamps x to [−1, 1] after every step, as lmnt-com/diffwave's
+    ``predict`` does."""
+    with torch.no_grad():
+        return fast_reverse(model, x, schedule, **options)
 
 
 def fast_reverse(
