@@ -26,10 +26,16 @@ KERNELS = {"fwd": "_fwd_kernel", "pre": "_bwd_pre_kernel", "x": "_bwd_x_kernel",
 
 
 def wide_grid(triton):
-    """A larger configuration grid than the module's own (only for modules whose ``_configs`` takes a name)."""
+    """A larger configuration grid than the module's own (for modules whose ``_configs`` takes a name)."""
     def configs(name: str) -> list:
         if name == "w":
             return [triton.Config({}, num_warps=w, num_stages=st) for w in (4, 8) for st in (1, 2, 3, 4)]
+        if name == "fwd":
+            return [triton.Config({"BT": bt, "TPP": tpp, "KST": kst}, num_warps=w, num_stages=tpp)
+                    for bt in (32, 64, 128) for w in (4, 8) for kst in (1, 2) for tpp in (1, 2)]
+        if name == "pre":
+            return [triton.Config({"BT": bt}, num_warps=w, num_stages=st)
+                    for bt in (32, 64, 128) for w in (4, 8) for st in (1, 2, 3)]
         return [triton.Config({"BT": bt, "TPP": tpp}, num_warps=w, num_stages=st)
                 for bt in (32, 64, 128) for w in (4, 8) for tpp, st in ((1, 1), (2, 2), (4, 2), (4, 3))]
     return configs

@@ -8,33 +8,38 @@ Forward, per layer (one kernel, :func:`_fwd_kernel`): for a tile of time steps i
 three dilated taps of the layer input (zero-padded at the edges as the conv pads) and the
 conditioner, and computes
 
-    pre  = Σ_k x[t + (k-1) d] W_k + Σ_k [tap k inside] s W_k + cond Wc + b     [T, 2C]  (gate | filter)
+    pre  = Σ_k x[t + (k-1) d] W_k + Σ_k [tap k inside] s W_k + cond Wc + b     [T, 2C]  (gate, filter)
     z    = σ(gate) · tanh(filter)                                              [T, C]
     out  = (x + z Wo_res + bo_res) / √2                                        [T, C]
 
-The step projection ``s`` is added to the conv's input, (x + s) W_k = x W_k + s W_k, so ``s W_k``
-([3, 2C] per batch item) is computed once outside and the tiles go from memory straight into the
-products. The kernel writes ``out`` (the next layer's input), ``pre`` (saved for backward) and ``z``
-into column block ``i`` of a ``[B, L, layers·C]`` buffer. The skip sum ``Σ_i (z_i Wo_skip_i +
+The 2C columns of ``W_k``, ``Wc``, ``b``, ``pre`` and its gradient ``G`` are stored with gate and
+filter interleaved (column 2c is gate channel c, 2c + 1 filter channel c; :func:`fused_residual_stack`
+permutes the weights and autograd permutes their gradients back), so each product has one
+``[T, 2C]`` accumulator and the gate of a channel sits next to its filter in registers. The step
+projection ``s`` is added to the conv's input, (x + s) W_k = x W_k + s W_k, so ``s W_k`` ([3, 2C]
+per batch item) is computed once outside and the tiles go from memory straight into the products.
+The kernel writes ``out`` (the next layer's input), ``pre`` (saved for backward) and ``z`` into
+column block ``i`` of a ``[B, L, layers·C]`` buffer. The skip sum ``Σ_i (z_i Wo_skip_i +
 bo_skip_i)`` is linear in the ``z_i``, so it is one matrix product over that buffer after the last
-layer (no per-layer read-modify-write of a running sum).
+layer (no per-layer read-modify-write of a running sum); the buffer is not kept for backward.
 
 Backward, per layer from the last: :func:`_bwd_pre_kernel` turns the gradients of the layer's
-output (``D``) and of the skip sum into the gradient of ``pre`` (``G``, column block ``i`` of a
-``[B, L, layers·2C]`` buffer) and per-(batch, chunk) sums of ``G`` over all rows, over the first
-``d`` and over the last ``d`` rows, and of ``D`` (the biases' and the step projection's gradients),
-taken on the tensor cores as one product of a 0/1 row-selection matrix with the tile;
-:func:`_bwd_x_kernel` gives the gradient of the layer's input (the transposed dilated conv of ``G``,
-one product over both halves per tap, plus the residual path); :func:`_bwd_w_kernel` the dilated
-conv's weight gradient from the raw layer input (the step projection's share, ``s ⊗ Σ G`` over the
-rows where each tap is inside, is added from those sums). The output projection's weight gradient
-is a matrix product of the saved ``z`` with ``D`` (per layer) and with the skip sum's gradient (all
-layers at once); the conditioner's weight gradient and the gradient of the conditioner itself are
-each one matrix product over ``G`` for all layers at once. Partial sums are reduced with
-``torch.sum``, so results are deterministic.
+output (``D``) and of the skip sum into ``G`` (column block ``i`` of a ``[B, L, layers·2C]``
+buffer). Each of its programs loops over a chunk of one batch item's rows and also sums, per chunk,
+``G`` over all rows, over the first ``d`` and over the last ``d`` rows, and ``D`` (the biases' and
+the step projection's gradients; taken on the tensor cores as one product of a 0/1 row-selection
+matrix with the tile), and the output projection's weight gradient ``z_i^T [D / √2 | g_skip]``,
+with ``z_i`` recomputed from ``pre``. :func:`_bwd_x_kernel` gives the gradient of the layer's input
+(the transposed dilated conv of ``G``, one product over both halves per tap, plus the residual
+path); :func:`_bwd_w_kernel` the dilated conv's weight gradient from the raw layer input (the step
+projection's share, ``s ⊗ Σ G`` over the rows where each tap is inside, is added from those sums).
+The conditioner's weight gradient and the gradient of the conditioner itself are each one matrix
+product over ``G`` for all layers at once. Partial sums are reduced with ``torch.sum``, so results
+are deterministic.
 
-Tile sizes, tiles per program (with as many pipeline stages) and warps are autotuned per kernel on the
-first call (about 15 s); ``benchmarks/fused_kernel_sweep.py`` prints what each configuration measured.
+Tile sizes, tiles per program, pipeline stages and warps are autotuned per kernel on the first call
+(:func:`_configs`: 36 compiled variants in all); ``benchmarks/fused_kernel_sweep.py`` prints what
+each configuration measured.
 
 Used by :class:`Denoiser` when training on a CUDA device with Triton installed, for power-of-two
 residual channels and a conditioner (see :func:`fused_stack_supported`); ``WAVEDIFF_FUSED=0``
@@ -60,10 +65,11 @@ except ImportError:  # pragma: no cover - exercised where triton is absent
 __all__ = ["fused_stack_supported", "fused_residual_stack", "tuned_configs"]
 
 _RSQRT2 = 1.0 / math.sqrt(2.0)
-BLOCK_T = 64  # time steps per tile under the interpreter; on a GPU autotuned among TILE_SIZES
-TILE_SIZES = (32, 64, 128)
+BLOCK_T = 64  # time steps per tile under the interpreter; on a GPU autotuned (see _configs)
+MAX_TILE = 128  # the largest tile of any configuration
 W_TILE = 64  # time steps per tile of the weight-gradient kernel
 W_PROGRAMS = 1056  # programs of the weight-gradient kernel (each writes one [3, C, 2C] partial sum)
+PRE_PROGRAMS = 4096  # about this many programs of the pre-gradient kernel (each writes one [C, 2C] partial sum)
 
 
 def _interpreting() -> bool:
@@ -101,112 +107,111 @@ if triton is not None:
         out_ptr, pre_ptr, z_ptr,  # outputs
         L, dil, CC, z_stride, z_col,
         C: tl.constexpr, CA: tl.constexpr, CB: tl.constexpr, BT: tl.constexpr, TPP: tl.constexpr,
-        WRITE_OUT: tl.constexpr, WRITE_PRE: tl.constexpr,
+        KST: tl.constexpr, WRITE_OUT: tl.constexpr, WRITE_PRE: tl.constexpr,
     ):
         chunk = tl.program_id(0)
         b = tl.program_id(1).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
         ch = tl.arange(0, C)
+        c2 = tl.arange(0, 2 * C)
         rows = tl.arange(0, BT)
-        dt = x_ptr.dtype.element_ty
-        bias_g = tl.load(b_ptr + ch).to(tl.float32)
-        bias_f = tl.load(b_ptr + C + ch).to(tl.float32)
-        sw = sw_ptr + b * 3 * 2 * C  # s W_k for this batch item: [3, 2C]
-        w_row = ch[:, None] * (2 * C) + ch[None, :]
         ca = tl.arange(0, CA)
+        dt = x_ptr.dtype.element_ty
+        w_full = ch[:, None] * (2 * C) + c2[None, :]  # W_k: [C, 2C], gate and filter columns interleaved
+        bias = tl.load(b_ptr + c2).to(tl.float32)
+        sw = sw_ptr + b * 3 * 2 * C  # s W_k for this batch item: [3, 2C]
         x_base = x_ptr + b * L * C
         c_base = cond_ptr + b * L * CC
         for it in range(TPP):  # tiles past the end are fully masked (no branch: the loop pipelines)
             t = (chunk * TPP + it) * BT + rows
             tmask = t < L
             tile_mask = tmask[:, None]
-            acc_g = tl.zeros((BT, C), dtype=tl.float32) + bias_g[None, :]
-            acc_f = tl.zeros((BT, C), dtype=tl.float32) + bias_f[None, :]
-            xc = tl.zeros((BT, C), dtype=dt)
-            for k in tl.static_range(3):
+            acc = tl.zeros((BT, 2 * C), dtype=tl.float32) + bias[None, :]
+            for k in tl.range(0, 3, num_stages=KST):  # the taps as a K loop (KST > 1: the next tap loads early)
                 tk = t + (k - 1) * dil
                 mk = ((tk >= 0) & (tk < L))[:, None]
                 # the conv reads x + s where the tap is inside the signal and 0 (padding) outside:
                 # x W_k from the raw tile, plus s W_k on the rows whose tap is inside
                 xk = tl.load(x_base + tk[:, None] * C + ch[None, :], mask=mk, other=0.0)
-                acc_g += tl.dot(xk, tl.load(wd_ptr + k * C * 2 * C + w_row))
-                acc_f += tl.dot(xk, tl.load(wd_ptr + k * C * 2 * C + C + w_row))
-                acc_g += tl.where(mk, tl.load(sw + k * 2 * C + ch)[None, :], 0.0)
-                acc_f += tl.where(mk, tl.load(sw + k * 2 * C + C + ch)[None, :], 0.0)
-                if k == 1:
-                    xc = xk
+                acc = tl.dot(xk, tl.load(wd_ptr + k * C * 2 * C + w_full), acc)
+                acc += tl.where(mk, tl.load(sw + k * 2 * C + c2)[None, :], 0.0)
             # the conditioner's channels as two power-of-two blocks: [0, CA) and [CA, CA + CB)
             cva = tl.load(c_base + t[:, None] * CC + ca[None, :], mask=tile_mask & (ca[None, :] < CC), other=0.0)
-            acc_g += tl.dot(cva, tl.load(wc_ptr + ca[:, None] * (2 * C) + ch[None, :], mask=ca[:, None] < CC,
-                                         other=0.0))
-            acc_f += tl.dot(cva, tl.load(wc_ptr + ca[:, None] * (2 * C) + C + ch[None, :],
-                                         mask=ca[:, None] < CC, other=0.0))
+            acc = tl.dot(cva, tl.load(wc_ptr + ca[:, None] * (2 * C) + c2[None, :], mask=ca[:, None] < CC,
+                                      other=0.0), acc)
             if CB > 0:
                 cb = CA + tl.arange(0, CB)
                 cvb = tl.load(c_base + t[:, None] * CC + cb[None, :], mask=tile_mask & (cb[None, :] < CC),
                               other=0.0)
-                acc_g += tl.dot(cvb, tl.load(wc_ptr + cb[:, None] * (2 * C) + ch[None, :],
-                                             mask=cb[:, None] < CC, other=0.0))
-                acc_f += tl.dot(cvb, tl.load(wc_ptr + cb[:, None] * (2 * C) + C + ch[None, :],
-                                             mask=cb[:, None] < CC, other=0.0))
+                acc = tl.dot(cvb, tl.load(wc_ptr + cb[:, None] * (2 * C) + c2[None, :], mask=cb[:, None] < CC,
+                                          other=0.0), acc)
             if WRITE_PRE:
-                pre_base = pre_ptr + b * L * 2 * C + t[:, None] * (2 * C) + ch[None, :]
-                tl.store(pre_base, acc_g.to(dt), mask=tile_mask)
-                tl.store(pre_base + C, acc_f.to(dt), mask=tile_mask)
-            zq = (_sigmoid(acc_g) * (2.0 * _sigmoid(2.0 * acc_f) - 1.0)).to(dt)
+                tl.store(pre_ptr + b * L * 2 * C + t[:, None] * (2 * C) + c2[None, :], acc.to(dt), mask=tile_mask)
+            # interleaved columns: the gate and filter of channel c sit side by side (a split in registers)
+            pg, pf = tl.split(tl.reshape(acc, (BT, C, 2)))
+            zq = (_sigmoid(pg) * (2.0 * _sigmoid(2.0 * pf) - 1.0)).to(dt)
             tl.store(z_ptr + (b * L + t[:, None]) * z_stride + z_col + ch[None, :], zq, mask=tile_mask)
             if WRITE_OUT:
-                res = tl.dot(zq, tl.load(wo_ptr + w_row)) + tl.load(bo_ptr + ch).to(tl.float32)[None, :]
+                xc = tl.load(x_base + t[:, None] * C + ch[None, :], mask=tile_mask, other=0.0)
+                res = tl.dot(zq, tl.load(wo_ptr + ch[:, None] * (2 * C) + ch[None, :]))
+                res += tl.load(bo_ptr + ch).to(tl.float32)[None, :]
                 out = (xc.to(tl.float32) + res) * 0.7071067811865476
                 tl.store(out_ptr + b * L * C + t[:, None] * C + ch[None, :], out.to(dt), mask=tile_mask)
 
     @triton.jit
     def _bwd_pre_kernel(
         pre_ptr, d_ptr, gsk_ptr, wo_ptr,  # inputs
-        g_ptr, part_vec_ptr,  # outputs
-        L, n_chunks_max, dil, g_stride, g_col,
-        C: tl.constexpr, BT: tl.constexpr, TPP: tl.constexpr, HAS_D: tl.constexpr,
+        g_ptr, part_vec_ptr, part_wo_ptr,  # outputs
+        L, rows_per_chunk, n_chunks, dil, g_stride, g_col,
+        C: tl.constexpr, BT: tl.constexpr, HAS_D: tl.constexpr,
     ):
+        """Program (chunk, b) loops over the tiles of rows [chunk * rows_per_chunk, + rows_per_chunk)."""
         chunk = tl.program_id(0)
         b = tl.program_id(1).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
         ch = tl.arange(0, C)
+        c2 = tl.arange(0, 2 * C)
         rows = tl.arange(0, BT)
         r16 = tl.arange(0, 16)[:, None]
         dt = pre_ptr.dtype.element_ty
         # column sums on the tensor cores: sel @ tile has in row 0 the tile's column sums, in row 1 the
         # sums over its rows t < dil, in row 2 over t >= L - dil (rows 3-15 of sel are zero)
-        sum_g = tl.zeros((16, C), dtype=tl.float32)
-        sum_f = tl.zeros((16, C), dtype=tl.float32)
+        sum_g = tl.zeros((16, 2 * C), dtype=tl.float32)
         sum_d = tl.zeros((16, C), dtype=tl.float32)
+        # the output projection's weight gradient: z^T D (residual half), z^T g_skip (skip half)
+        acc_res = tl.zeros((C, C), dtype=tl.float32)
+        acc_skip = tl.zeros((C, C), dtype=tl.float32)
         # Wo transposed, per half: element (co, ci) = wo[ci, half * C + co]
         w_t = ch[None, :] * (2 * C) + ch[:, None]
-        for it in range(TPP):  # tiles past the end are fully masked (no branch: the loop pipelines)
-            t = (chunk * TPP + it) * BT + rows
+        for it in tl.range(0, rows_per_chunk // BT):  # rows past L load as 0 and add nothing
+            t = chunk * rows_per_chunk + it * BT + rows
             m2 = (t < L)[:, None]
             row = b * L + t[:, None]
             tt = t[None, :]
             sel = ((r16 == 0) | ((r16 == 1) & (tt < dil)) | ((r16 == 2) & (tt >= L - dil))).to(dt)
             gsk = tl.load(gsk_ptr + row * C + ch[None, :], mask=m2, other=0.0)
             gz = tl.dot(gsk, tl.load(wo_ptr + C + w_t))
+            pre2 = tl.load(pre_ptr + row * (2 * C) + c2[None, :], mask=m2, other=0.0).to(tl.float32)
+            pg, pf = tl.split(tl.reshape(pre2, (BT, C, 2)))  # gate and filter columns are interleaved
+            sg = _sigmoid(pg)
+            th = 2.0 * _sigmoid(2.0 * pf) - 1.0
+            zt = tl.trans((sg * th).to(dt))  # the layer's z, recomputed (0 on rows past L): [C, BT]
+            acc_skip = tl.dot(zt, gsk, acc_skip)
             if HAS_D:
                 dq = tl.load(d_ptr + row * C + ch[None, :], mask=m2, other=0.0)
                 gz += tl.dot(dq, tl.load(wo_ptr + w_t)) * 0.7071067811865476
                 sum_d = tl.dot(sel, dq, sum_d)
-            pg = tl.load(pre_ptr + row * (2 * C) + ch[None, :], mask=m2, other=0.0).to(tl.float32)
-            pf = tl.load(pre_ptr + row * (2 * C) + C + ch[None, :], mask=m2, other=0.0).to(tl.float32)
-            sg = _sigmoid(pg)
-            th = 2.0 * _sigmoid(2.0 * pf) - 1.0
-            gaq = (gz * th * sg * (1.0 - sg)).to(dt)
-            gfq = (gz * sg * (1.0 - th * th)).to(dt)
-            tl.store(g_ptr + row * g_stride + g_col + ch[None, :], gaq, mask=m2)
-            tl.store(g_ptr + row * g_stride + g_col + C + ch[None, :], gfq, mask=m2)
-            sum_g = tl.dot(sel, gaq, sum_g)  # rows past L are zero in gaq, gfq and dq
-            sum_f = tl.dot(sel, gfq, sum_f)
-        # [7, C]: Σ G_gate, Σ G_filter over all rows, over t < dil, over t >= L - dil; Σ D / √2
-        v = part_vec_ptr + (b * n_chunks_max + chunk) * 7 * C
+                acc_res = tl.dot(zt, dq, acc_res)
+            gq = tl.reshape(tl.join(gz * th * sg * (1.0 - sg), gz * sg * (1.0 - th * th)), (BT, 2 * C)).to(dt)
+            tl.store(g_ptr + row * g_stride + g_col + c2[None, :], gq, mask=m2)
+            sum_g = tl.dot(sel, gq, sum_g)  # rows past L are zero in gq and dq
+        # [7, C]: Σ G over all rows, over t < dil, over t >= L - dil (each [2C], interleaved); Σ D / √2
+        slot = b * n_chunks + chunk
+        v = part_vec_ptr + slot * 7 * C
         for r in tl.static_range(3):
-            tl.store(v + 2 * r * C + ch, tl.sum(tl.where(r16 == r, sum_g, 0.0), axis=0))
-            tl.store(v + (2 * r + 1) * C + ch, tl.sum(tl.where(r16 == r, sum_f, 0.0), axis=0))
+            tl.store(v + r * 2 * C + c2, tl.sum(tl.where(r16 == r, sum_g, 0.0), axis=0))
         tl.store(v + 6 * C + ch, tl.sum(tl.where(r16 == 0, sum_d, 0.0), axis=0) * 0.7071067811865476)
+        wo_part = part_wo_ptr + slot * C * 2 * C + ch[:, None] * (2 * C) + ch[None, :]
+        tl.store(wo_part, acc_res * 0.7071067811865476)
+        tl.store(wo_part + C, acc_skip)
 
     @triton.jit
     def _bwd_x_kernel(
@@ -298,32 +303,44 @@ _TUNED: dict[str, Any] = {}
 
 
 def _configs(name: str) -> list[Any]:
-    """The configurations autotuning tries for kernel ``name``: tile size, tiles per program (with
-    as many pipeline stages for the loop over them), warps. The weight-gradient kernel's tile is fixed."""
+    """The configurations autotuning tries for kernel ``name``: tile size ``BT``, warps and pipeline
+    stages; for the forward and input-gradient kernels also tiles per program ``TPP`` (with as many
+    stages for the loop over them), and for the forward kernel the stages of its loop over the three
+    taps, ``KST``. The weight-gradient kernel's tile is fixed. Each list holds the configurations that
+    came within reach of the best on an H200 in a wider sweep (``benchmarks/README.md``, session 9)
+    and a spread around them: every one is a compile on the first training step."""
     if name == "w":
         return [triton.Config({}, num_warps=w, num_stages=st) for w in (4, 8) for st in (1, 2, 3)]
-    return [triton.Config({"BT": bt, "TPP": tpp}, num_warps=w, num_stages=st)
-            for bt in TILE_SIZES for w in (4, 8) for tpp, st in ((1, 1), (2, 2), (4, 3))]
+    if name == "fwd":  # (BT, TPP, KST, warps)
+        grid = [(128, 1, 1, 8), (128, 1, 1, 4), (128, 1, 2, 4), (64, 1, 1, 4), (64, 1, 2, 4), (64, 2, 1, 4)]
+        return [triton.Config({"BT": bt, "TPP": tpp, "KST": kst}, num_warps=w, num_stages=tpp)
+                for bt, tpp, kst, w in grid]
+    if name == "pre":  # (BT, warps, stages)
+        grid = [(32, 4, 3), (32, 4, 2), (64, 4, 2), (32, 8, 3), (64, 8, 2), (128, 8, 2)]
+        return [triton.Config({"BT": bt}, num_warps=w, num_stages=st) for bt, w, st in grid]
+    # the input-gradient kernel: (BT, TPP, warps)
+    grid = [(128, 1, 4), (64, 1, 4), (128, 1, 8), (32, 1, 4), (32, 2, 4), (64, 2, 4)]
+    return [triton.Config({"BT": bt, "TPP": tpp}, num_warps=w, num_stages=tpp) for bt, tpp, w in grid]
 
 
 def _kernel(name: str) -> Any:
     """The kernel, autotuned over :func:`_configs` on a GPU (fixed 64-step tiles under the interpreter).
 
-    The partial-sum buffers are zeroed before each trial and sized for the smallest tile, so any
-    configuration writes a subset of their rows and the sums stay right."""
+    Every configuration writes all of the partial-sum buffers (their slots do not depend on the tile size),
+    so trials need no reset."""
     if name in _TUNED:
         return _TUNED[name]
     raw = {"fwd": _fwd_kernel, "pre": _bwd_pre_kernel, "x": _bwd_x_kernel, "w": _bwd_w_kernel}[name]
     if _interpreting():
-        meta = {} if name == "w" else {"TPP": 2, "BT": BLOCK_T}
+        meta = {"w": {}, "pre": {"BT": BLOCK_T}, "fwd": {"BT": BLOCK_T, "TPP": 2, "KST": 2}}.get(
+            name, {"BT": BLOCK_T, "TPP": 2})
 
         def launch(grid: Any, *args: Any, **kwargs: Any) -> None:
             raw[grid(meta)](*args, **kwargs, **meta)
 
     else:
-        zero = ["part_vec_ptr"] if name == "pre" else None
         key = ["C", "HAS_D"] if name in ("pre", "x") else ["C"]  # HAS_D: every layer but the last
-        tuned = triton.autotune(_configs(name), key=key, reset_to_zero=zero)(raw)
+        tuned = triton.autotune(_configs(name), key=key)(raw)
 
         def launch(grid: Any, *args: Any, **kwargs: Any) -> None:
             tuned[grid](*args, **kwargs)
@@ -352,8 +369,9 @@ class _FusedStack(torch.autograd.Function):
     """h0 [B, L, C], cond [B, L, Cc], sproj [N, B, C] and the stacked per-layer weights -> skip sum [B, L, C].
 
     Weights (N layers): wd [N, 3, C, 2C] (dilated conv, ``weight.permute(2, 1, 0)``), bias [N, 2C]
-    (dilated-conv bias + conditioner bias), wc [N, Cc, 2C] (conditioner, transposed), wo [N, C, 2C]
-    (output projection, transposed), bo [N, 2C]. Activations are in ``h0``'s dtype, sums in fp32."""
+    (dilated-conv bias + conditioner bias), wc [N, Cc, 2C] (conditioner, transposed), each with gate and
+    filter columns interleaved; wo [N, C, 2C] (output projection, transposed: residual | skip), bo [N, 2C].
+    Activations are in ``h0``'s dtype, sums in fp32."""
 
     @staticmethod
     def forward(ctx: Any, h0, cond, sproj, wd, bias, wc, wo, bo, dilations):  # type: ignore[override]
@@ -387,15 +405,15 @@ class _FusedStack(torch.autograd.Function):
         # skip sum: Σ_i z_i Wo_skip_i + bo_skip_i as one product over all layers
         wos = wo_q[:, :, channels:].reshape(n_layers * channels, channels)
         skip = torch.addmm(bo32[:, channels:].sum(0).to(dt), z_all.view(batch * length, -1), wos)
-        if save:
-            ctx.save_for_backward(cond, s32, wd_q, wc_q, wo_q, pre, z_all, *inputs)
+        if save:  # z is not kept: the backward recomputes it from ``pre``
+            ctx.save_for_backward(cond, s32, wd_q, wc_q, wo_q, pre, *inputs)
             ctx.dilations = tuple(dilations)
             ctx.dtypes = (h0.dtype, cond.dtype, sproj.dtype, wd.dtype, bias.dtype, wc.dtype, wo.dtype, bo.dtype)
         return skip.view(batch, length, channels)
 
     @staticmethod
     def backward(ctx: Any, g_skip):  # type: ignore[override]
-        cond, s32, wd_q, wc_q, wo_q, pre, z_all, *inputs = ctx.saved_tensors
+        cond, s32, wd_q, wc_q, wo_q, pre, *inputs = ctx.saved_tensors
         dilations = ctx.dilations
         n_layers = len(dilations)
         batch, length, channels = inputs[0].shape
@@ -404,7 +422,9 @@ class _FusedStack(torch.autograd.Function):
         dev = inputs[0].device
         f32 = torch.float32
         gsk = g_skip.to(dt).contiguous()
-        n_chunks_max = _chunks(length, min(TILE_SIZES), 1)  # the most chunks any configuration uses
+        # pre-gradient programs: (chunk, batch item), each over rows_per_chunk rows (a multiple of every tile)
+        rows_per_chunk = triton.cdiv(triton.cdiv(length, max(1, PRE_PROGRAMS // batch)), MAX_TILE) * MAX_TILE
+        n_chunks = triton.cdiv(length, rows_per_chunk)
         w_tiles = triton.cdiv(length, W_TILE)
         # tiles per weight-gradient program: a power of two (a compile-time constant; powers of two
         # keep the number of compiled variants small when lengths vary), programs as many as needed
@@ -412,27 +432,26 @@ class _FusedStack(torch.autograd.Function):
         n_prog_w = triton.cdiv(batch * w_tiles, w_iter)
         width = n_layers * 2 * channels
         g_all = torch.empty(batch, length, width, device=dev, dtype=dt)
-        part_vec = torch.zeros(batch * n_chunks_max, 7, channels, device=dev, dtype=f32)
+        part_vec = torch.empty(batch * n_chunks, 7, channels, device=dev, dtype=f32)
+        part_wo = torch.empty(batch * n_chunks, channels, 2 * channels, device=dev, dtype=f32)
         part_w = torch.empty(n_prog_w, 3, channels, 2 * channels, device=dev, dtype=f32)
         d_wd = torch.empty(n_layers, 3, channels, 2 * channels, device=dev, dtype=f32)
         d_wo = torch.empty(n_layers, channels, 2 * channels, device=dev, dtype=f32)
         d_bo = torch.empty(n_layers, 2 * channels, device=dev, dtype=f32)
         # per layer and batch item: Σ_t G, Σ_{t<d} G, Σ_{t>=L-d} G (each [2C]), Σ_t D / √2 [C]
         vecs = torch.empty(n_layers, batch, 7 * channels, device=dev, dtype=f32)
-        z_flat = z_all.view(batch * length, n_layers * channels)
-        # the skip half of the output projection, all layers at once: Z^T g_skip
-        d_wo[:, :, channels:] = torch.matmul(z_flat.t(), gsk.view(-1, channels)).float().view(n_layers, channels, channels)
         d_bo[:, channels:] = g_skip.sum((0, 1), dtype=f32)
-        d_wo[-1, :, :channels] = 0.0  # the last layer's residual output is unused
         pre_k, x_k, w_k = _kernel("pre"), _kernel("x"), _kernel("w")
         grad = None  # gradient of the current layer's output (None for the last layer)
         for i in reversed(range(n_layers)):
             d = dilations[i]
             has_d = grad is not None
             col = i * 2 * channels
-            pre_k(lambda m: (_chunks(length, m["BT"], m["TPP"]), batch),
-                  pre[i], grad if has_d else gsk, gsk, wo_q[i], g_all, part_vec,
-                  length, n_chunks_max, d, width, col, C=channels, HAS_D=has_d)
+            # also the output projection's weight gradient z_i^T [D / √2 | g_skip] (the last layer's
+            # residual half is 0: its residual output is unused)
+            pre_k(lambda m: (n_chunks, batch),
+                  pre[i], grad if has_d else gsk, gsk, wo_q[i], g_all, part_vec, part_wo,
+                  length, rows_per_chunk, n_chunks, d, width, col, C=channels, HAS_D=has_d)
             w_k(lambda m: (n_prog_w, 2),
                 inputs[i], g_all, part_w,
                 length, w_tiles, batch * w_tiles, n_prog_w, d, width, col,
@@ -441,12 +460,10 @@ class _FusedStack(torch.autograd.Function):
             x_k(lambda m: (_chunks(length, m["BT"], m["TPP"]), batch),
                 g_all, grad if has_d else gsk, wd_q[i], new_grad,
                 length, d, width, col, C=channels, HAS_D=has_d)
-            if has_d:  # the residual half of the output projection: z_i^T (D / sqrt 2)
-                zi = z_flat[:, i * channels:(i + 1) * channels]
-                d_wo[i, :, :channels] = torch.matmul(zi.t(), grad.view(-1, channels)).float() * _RSQRT2
             grad = new_grad
             torch.sum(part_w, 0, out=d_wd[i])
-            torch.sum(part_vec.view(batch, n_chunks_max, 7 * channels), 1, out=vecs[i])
+            torch.sum(part_wo, 0, out=d_wo[i])
+            torch.sum(part_vec.view(batch, n_chunks, 7 * channels), 1, out=vecs[i])
         total, lo, hi = (vecs[:, :, k * 2 * channels:(k + 1) * 2 * channels] for k in range(3))  # [N, B, 2C]
         d_bias = total.sum(1)
         d_bo[:, :channels] = vecs[:, :, 6 * channels:].sum(1)
@@ -482,9 +499,13 @@ def fused_residual_stack(
 
     Gradients flow to every parameter of ``layers``, to ``h``, ``cond`` and ``step``."""
     dilations = [layer.dilated_conv.dilation[0] for layer in layers]
-    wd = torch.stack([layer.dilated_conv.weight for layer in layers]).permute(0, 3, 2, 1)  # [N, 3, C, 2C]
-    bias = torch.stack([layer.dilated_conv.bias + layer.conditioner_projection.bias for layer in layers])
-    wc = torch.stack([layer.conditioner_projection.weight.squeeze(-1) for layer in layers]).transpose(1, 2)
+    channels = layers[0].dilated_conv.out_channels // 2
+    # the kernels take the 2C columns of the dilated conv and the conditioner with gate and filter
+    # interleaved (column 2c is gate channel c, 2c + 1 filter channel c); autograd un-permutes the gradients
+    inter = torch.stack([torch.arange(channels), channels + torch.arange(channels)], 1).reshape(-1).to(h.device)
+    wd = torch.stack([layer.dilated_conv.weight for layer in layers]).permute(0, 3, 2, 1)[..., inter]  # [N, 3, C, 2C]
+    bias = torch.stack([layer.dilated_conv.bias + layer.conditioner_projection.bias for layer in layers])[:, inter]
+    wc = torch.stack([layer.conditioner_projection.weight.squeeze(-1) for layer in layers]).transpose(1, 2)[..., inter]
     wo = torch.stack([layer.output_projection.weight.squeeze(-1) for layer in layers]).transpose(1, 2)
     bo = torch.stack([layer.output_projection.bias for layer in layers])
     w_step = torch.stack([layer.diffusion_projection.weight for layer in layers])  # [N, C, H]
