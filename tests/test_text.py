@@ -41,7 +41,8 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def fe() -> TextFrontend:
-    return TextFrontend()
+    """Without the leading pause: the normalisation and G2P cases below read as plain IPA."""
+    return TextFrontend(leading_pause=False)
 
 
 def _caught(fn, *args):
@@ -213,7 +214,37 @@ def test_phonemize_structure(fe: TextFrontend) -> None:
 def test_deterministic(fe: TextFrontend) -> None:
     first = [fe.encode(t) for t in SENTENCES]
     assert [fe.encode(t) for t in SENTENCES] == first
-    assert [TextFrontend().encode(t) for t in SENTENCES[:3]] == first[:3]
+    assert [TextFrontend(leading_pause=False).encode(t) for t in SENTENCES[:3]] == first[:3]
+
+
+def test_leading_pause_is_the_default_and_only_adds_the_opening_silence(fe: TextFrontend) -> None:
+    """New front ends open every text with the short pause and a word boundary (the recording's
+    leading silence gets a symbol of its own); the rest of the sequence is unchanged."""
+    default = TextFrontend()
+    assert default.leading_pause and not fe.leading_pause
+    assert default.phonemize("Hello, world!") == [",", " ", "h", "ɛ", "l", "ˈoʊ", ",", " ", "w", "ˈɚ", "l", "d", "."]
+    for text in SENTENCES:
+        symbols = default.phonemize(text)
+        assert symbols[:2] == [SHORT_PAUSE, WORD_BOUNDARY] and symbols[2:] == fe.phonemize(text)
+        assert symbols.count(SHORT_PAUSE) == fe.phonemize(text).count(SHORT_PAUSE) + 1
+        assert default.encode(text) == [2, 1] + fe.encode(text)
+    # once per text, also when the text is several sentences or starts with punctuation
+    assert default.to_string(default.phonemize("(Go.) Stop!")) == ", ɡˈoʊ. stˈɑp."
+    with pytest.raises(ValueError, match="^leading_pause must be true or false, got 'yes'.$"):
+        TextFrontend(leading_pause="yes")
+
+
+def test_checkpoints_keep_their_leading_pause_setting() -> None:
+    """The setting travels with a checkpoint; a front-end config from before it existed (the first
+    default voice's) loads without it, so that model is fed what it was trained on."""
+    for setting in (True, False):
+        config = TextFrontend(leading_pause=setting).to_dict()
+        assert config["leading_pause"] is setting
+        restored, messages = _caught(TextFrontend.from_dict, config)
+        assert messages == [] and restored.leading_pause is setting
+    old = TextFrontend().to_dict()
+    del old["leading_pause"]
+    assert TextFrontend.from_dict(old).encode("Hello.") == [8, 64, 11, 41, 3]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,7 +258,7 @@ def test_inventory_layout_is_fixed() -> None:
     for vowel in ("æ", "ə", "oʊ", "ɚ"):
         assert {vowel, "ˈ" + vowel, "ˌ" + vowel} <= set(SYMBOLS)
     # ids are part of every trained checkpoint: pin a few
-    assert TextFrontend().encode("Hello.") == [8, 64, 11, 41, 3]
+    assert TextFrontend(leading_pause=False).encode("Hello.") == [8, 64, 11, 41, 3]
 
 
 def test_inventory_covers_gruut_lexicon_and_g2p_model() -> None:
@@ -286,7 +317,7 @@ def test_unknown_characters_dropped_with_one_warning(fe: TextFrontend) -> None:
 
 
 def test_unknown_phonemes_dropped_with_one_warning() -> None:
-    config = TextFrontend().to_dict()
+    config = TextFrontend(leading_pause=False).to_dict()
     config["symbols"] = [s for s in config["symbols"] if s not in ("ˈoʊ", "ˈɚ")]
     small = TextFrontend.from_dict(config)
     ids, messages = _caught(small.encode, "Hello, world!")

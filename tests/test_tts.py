@@ -425,6 +425,7 @@ def test_train_acoustic_run_reloads_and_resume_continues_at_the_saved_step(tmp_p
     assert "trained to step 30" in runs["acoustic_stdout"]
     cfg = json.loads((runs["acoustic"] / "model" / "config.json").read_text())
     assert cfg["model_type"] == "acoustic" and cfg["mel"]["preset"] == "hifigan" and cfg["text"]["symbols"]
+    assert cfg["text"]["leading_pause"] is True  # new models give the opening silence a symbol
     exp = tmp_path / "exp"
     shutil.copytree(runs["acoustic"], exp)
     again = _run("train", "acoustic", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "35")

@@ -5,6 +5,15 @@ vowel symbol (``ˈæ``), words are separated by ``" "``, ``, ; :`` (and dashes, 
 the short pause ``","``, ``. ! ?`` become the sentence end ``"."``, and every sentence ends with
 ``"."``. ``"".join(symbols)`` reads as IPA: ``"hɛlˈoʊ, wˈɚld."``.
 
+With ``leading_pause`` (the default for new models) every text also starts with a short pause and a
+word boundary, ``", hɛlˈoʊ, wˈɚld."``: recordings start with silence, and without a symbol of its
+own that silence is aligned to the first phoneme, whose one encoding must then stand for silence and
+sound at once. (The bundled voice was trained without it: monotonic alignment search gives its first
+phoneme 16 frames against a median of 5, and pocketsphinx heard its first word right in 14 of 36
+everyday sentences against 31 for the vocoder on the recordings' own mels. Switching the pause on in
+its config.json, without retraining, made that 23 of 36; ``benchmarks/first_word.py``.) A
+checkpoint's front-end config without the key loads with it off, as such models were trained.
+
 The inventory, the language and the front-end and gruut versions travel with a checkpoint
 (``to_dict`` / ``from_dict``); ids come from the stored symbol list, so a checkpoint keeps its ids
 even if the default inventory grows.
@@ -21,7 +30,8 @@ from wavediff.text.symbols import PAD, PAD_ID, SENTENCE_END, SHORT_PAUSE, SYMBOL
 
 __all__ = ["TextFrontend", "FRONTEND_VERSION"]
 
-# Bump when normalisation, G2P settings or symbol conventions change what a text encodes to.
+# Bump when normalisation, G2P settings or symbol conventions change what a text encodes to (options
+# stored by ``to_dict``, such as ``leading_pause``, travel with the checkpoint and need no bump).
 FRONTEND_VERSION = "1"
 _FORMAT = "wavediff-text-frontend"
 _SPECIALS = (WORD_BOUNDARY, SHORT_PAUSE, SENTENCE_END)
@@ -46,14 +56,17 @@ class TextFrontend:
 
     >>> fe = TextFrontend()
     >>> fe.normalize("Dr. Smith paid $5.")      # 'Doctor Smith paid five dollars.'
-    >>> "".join(fe.phonemize("Hello, world!"))  # 'hɛlˈoʊ, wˈɚld.'
+    >>> "".join(fe.phonemize("Hello, world!"))  # ', hɛlˈoʊ, wˈɚld.' ('hɛlˈoʊ, wˈɚld.' with leading_pause=False)
     >>> fe.encode("Hello")                      # ids into fe.symbols
     """
 
     version: str = FRONTEND_VERSION
 
-    def __init__(self, language: str = "en-us", symbols: Sequence[str] | None = None):
+    def __init__(self, language: str = "en-us", symbols: Sequence[str] | None = None, leading_pause: bool = True):
+        if not isinstance(leading_pause, bool):
+            raise ValueError(f"leading_pause must be true or false, got {leading_pause!r}.")
         self.language = resolve_language(language)
+        self.leading_pause = leading_pause
         self.symbols: tuple[str, ...] = _validate_symbols(SYMBOLS if symbols is None else symbols)
         self._ids = {symbol: i for i, symbol in enumerate(self.symbols)}
         self._g2p = GruutG2P(self.language)
@@ -82,7 +95,8 @@ class TextFrontend:
 
     # -- phonemes -------------------------------------------------------------------------------
     def phonemize(self, text: str) -> list[str]:
-        """Text -> phoneme symbols of this inventory, ending with the sentence end ``"."``.
+        """Text -> phoneme symbols of this inventory, ending with the sentence end ``"."`` (and, with
+        ``leading_pause``, starting with the short pause and a word boundary).
 
         Raises ``ValueError`` for empty text and for text with nothing to pronounce. Words gruut
         cannot pronounce and symbols outside the inventory are dropped with one
@@ -98,6 +112,8 @@ class TextFrontend:
             self._end_sentence(out)
         if not any(s not in _SPECIALS for s in out):
             raise ValueError(f"text has nothing to pronounce: {text[:60]!r} gave no phonemes.")
+        if self.leading_pause:  # the silence before the first word gets a symbol of its own
+            out[:0] = [SHORT_PAUSE, WORD_BOUNDARY]
         if dropped_words or unknown:
             parts = []
             if unknown:
@@ -168,6 +184,7 @@ class TextFrontend:
             "gruut_version": versions["gruut"],
             "gruut_lang_en_version": versions["gruut-lang-en"],
             "stress": "in_vowel",
+            "leading_pause": self.leading_pause,
             "symbols": list(self.symbols),
         }
 
@@ -182,7 +199,9 @@ class TextFrontend:
             raise ValueError("A text front-end config needs at least 'language' and 'symbols'.")
         if config.get("format", _FORMAT) != _FORMAT:
             raise ValueError(f"Not a text front-end config: format {config.get('format')!r}.")
-        frontend = cls(language=config["language"], symbols=config["symbols"])
+        # checkpoints made before the option existed were trained without a leading pause
+        leading_pause = config.get("leading_pause", False)
+        frontend = cls(language=config["language"], symbols=config["symbols"], leading_pause=leading_pause)
         installed = gruut_versions()
         stored = {"gruut": config.get("gruut_version"), "gruut-lang-en": config.get("gruut_lang_en_version")}
         for name, version in stored.items():
