@@ -108,6 +108,8 @@ def test_default_vocoder_keeps_the_level_of_its_voice(tmp_path):
 def test_python_api_loads_the_bundled_voice_without_arguments():
     tts = TTS.from_pretrained()
     assert tts.sample_rate == 22050
+    # trained before the leading pause existed; switched on in its config.json by measurement (README)
+    assert tts.acoustic.frontend.leading_pause is True and tts.acoustic.frontend.encode("Hello.")[:2] == [2, 1]
     mel = tts.mel("Hello there.", seed=0)
     assert mel.shape[0] == 80 and 30 < mel.shape[1] < 300
     voc = Vocoder.from_pretrained()
@@ -161,6 +163,9 @@ def test_train_init_default_fine_tunes_the_bundled_model(tmp_path, kind, config)
         assert run["inference"]["betas"] == json.loads((bundled / "config.json").read_text())["inference"]["betas"]
         assert json.loads((exp / "model" / "config.json").read_text())["inference"]["betas"] == run["inference"]["betas"]
         assert run.get("infer_loss", {}).get("weight", 0) == (0.5 if config == "small_infergrad" else 0)
+    else:  # the bundled model's text front end, with the leading pause its config sets
+        frontend = json.loads((exp / "model" / "config.json").read_text())["text"]
+        assert frontend == json.loads((bundled / "config.json").read_text())["text"] and frontend["leading_pause"]
     a, b = load_state_dict(bundled), load_state_dict(exp / "model")
     assert a.keys() == b.keys()
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 0.01  # one warm-up step away
