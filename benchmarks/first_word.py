@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
 
-_WORD = re.compile(r"[a-z0-9']+")
-
 
 def first_word_hits(eval_json: Path) -> dict[str, dict[str, int]]:
     """{system: {"hits": n, "utterances": m}}: how often the transcript starts with the reference's
-    first word (both lower-cased; the reference is the normalised text ``wavediff eval`` scored)."""
+    first word, both as ``wavediff eval`` scores words (:func:`wavediff.eval.asr.normalize_words`)."""
+    from wavediff.eval.asr import normalize_words
+
     out = {}
     for system in json.loads(eval_json.read_text())["systems"]:
         utts = system.get("utterances") or {}
         hits = 0
         for u in utts.values():
-            ref, hyp = _WORD.findall(u["text"].lower()), u["transcript"].split()
+            ref, hyp = normalize_words(u["text"]), normalize_words(u["transcript"])
             hits += bool(ref and hyp and hyp[0] == ref[0])
         out[system["system"]] = {"hits": hits, "utterances": len(utts)}
     return out

@@ -49,7 +49,6 @@ turns it off. The tests run the kernels through Triton's interpreter on the CPU
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -64,7 +63,6 @@ except ImportError:  # pragma: no cover - exercised where triton is absent
 
 __all__ = ["fused_stack_supported", "fused_residual_stack", "tuned_configs"]
 
-_RSQRT2 = 1.0 / math.sqrt(2.0)
 BLOCK_T = 64  # time steps per tile under the interpreter; on a GPU autotuned (see _configs)
 MAX_TILE = 128  # the largest tile of any configuration
 W_TILE = 64  # time steps per tile of the weight-gradient kernel
@@ -490,6 +488,11 @@ class _FusedStack(torch.autograd.Function):
         )
 
 
+def _interleave(w: torch.Tensor) -> torch.Tensor:
+    """[..., 2C] as [gate | filter] -> [..., 2C] with column 2c gate c and 2c + 1 filter c."""
+    return w.unflatten(-1, (2, w.shape[-1] // 2)).transpose(-1, -2).flatten(-2)
+
+
 @torch.compiler.disable  # under torch.compile: a graph break; the kernels are already fused
 def fused_residual_stack(
     layers: Any, h: torch.Tensor, cond: torch.Tensor, step: torch.Tensor, dtype: torch.dtype
@@ -499,13 +502,11 @@ def fused_residual_stack(
 
     Gradients flow to every parameter of ``layers``, to ``h``, ``cond`` and ``step``."""
     dilations = [layer.dilated_conv.dilation[0] for layer in layers]
-    channels = layers[0].dilated_conv.out_channels // 2
     # the kernels take the 2C columns of the dilated conv and the conditioner with gate and filter
     # interleaved (column 2c is gate channel c, 2c + 1 filter channel c); autograd un-permutes the gradients
-    inter = torch.stack([torch.arange(channels), channels + torch.arange(channels)], 1).reshape(-1).to(h.device)
-    wd = torch.stack([layer.dilated_conv.weight for layer in layers]).permute(0, 3, 2, 1)[..., inter]  # [N, 3, C, 2C]
-    bias = torch.stack([layer.dilated_conv.bias + layer.conditioner_projection.bias for layer in layers])[:, inter]
-    wc = torch.stack([layer.conditioner_projection.weight.squeeze(-1) for layer in layers]).transpose(1, 2)[..., inter]
+    wd = _interleave(torch.stack([layer.dilated_conv.weight for layer in layers]).permute(0, 3, 2, 1))  # [N, 3, C, 2C]
+    bias = _interleave(torch.stack([layer.dilated_conv.bias + layer.conditioner_projection.bias for layer in layers]))
+    wc = _interleave(torch.stack([layer.conditioner_projection.weight.squeeze(-1) for layer in layers]).transpose(1, 2))
     wo = torch.stack([layer.output_projection.weight.squeeze(-1) for layer in layers]).transpose(1, 2)
     bo = torch.stack([layer.output_projection.bias for layer in layers])
     w_step = torch.stack([layer.diffusion_projection.weight for layer in layers])  # [N, C, H]

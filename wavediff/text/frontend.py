@@ -10,8 +10,8 @@ word boundary, ``", hɛlˈoʊ, wˈɚld."``: recordings start with silence, and w
 own that silence is aligned to the first phoneme, whose one encoding must then stand for silence and
 sound at once. (The bundled voice was trained without it: monotonic alignment search gives its first
 phoneme 16 frames against a median of 5, and pocketsphinx heard its first word right in 14 of 36
-everyday sentences against 31 for the vocoder on the recordings' own mels. Switching the pause on in
-its config.json, without retraining, made that 23 of 36; ``benchmarks/first_word.py``.) A
+everyday sentences against 30 for the vocoder on the recordings' own mels. Switching the pause on in
+its config.json, without retraining, made that 22 of 36; ``benchmarks/first_word.py``.) A
 checkpoint's front-end config without the key loads with it off, as such models were trained.
 
 The inventory, the language and the front-end and gruut versions travel with a checkpoint
