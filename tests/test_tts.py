@@ -456,3 +456,31 @@ def test_train_acoustic_init_fine_tunes_with_the_models_inventory(tmp_path, runs
     _assert_one_line_error(bad.stderr, "differs from this run's config in")
 
 
+def test_train_acoustic_init_takes_the_configs_leading_pause_and_refuses_another_language(tmp_path, runs, corpus):
+    """--init keeps the model's symbols, but a `text.leading_pause` in the run's config still applies
+    (so a model trained without the pause can be fine-tuned with it); a config of another language is
+    refused before anything is written."""
+    import yaml
+
+    import wavediff.configs
+
+    trained = json.loads((runs["acoustic"] / "model" / "config.json").read_text())["text"]
+    assert trained["leading_pause"] is True
+    cfg = yaml.safe_load((Path(wavediff.configs.__file__).parent / "acoustic" / "tiny.yaml").read_text())
+    cfg["text"] = {"leading_pause": False}
+    (tmp_path / "off.yaml").write_text(yaml.safe_dump(cfg))
+    exp = tmp_path / "off"
+    r = _run("train", "acoustic", "--data", str(corpus), "--out", str(exp), "--config", str(tmp_path / "off.yaml"),
+             "--max-steps", "1", "--init", str(runs["acoustic"] / "model"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    tuned = json.loads((exp / "model" / "config.json").read_text())["text"]
+    assert tuned["leading_pause"] is False and tuned["symbols"] == trained["symbols"]
+    assert {k: v for k, v in tuned.items() if k != "leading_pause"} == {k: v for k, v in trained.items() if k != "leading_pause"}
+    cfg["text"] = {"language": "de"}
+    (tmp_path / "de.yaml").write_text(yaml.safe_dump(cfg))
+    bad = _run("train", "acoustic", "--data", str(corpus), "--out", str(tmp_path / "de"), "--config", str(tmp_path / "de.yaml"),
+               "--init", str(runs["acoustic"] / "model"))
+    assert bad.returncode == 2 and not (tmp_path / "de").exists()
+    _assert_one_line_error(bad.stderr, "its text front end is 'en-us', this run's config says 'de'")
+
+

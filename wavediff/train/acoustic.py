@@ -36,6 +36,22 @@ def load_acoustic_config(name_or_path) -> dict[str, Any]:
     return _load("acoustic", name_or_path, _SECTIONS)
 
 
+def _init_frontend(init, theirs: dict[str, Any], text: dict[str, Any]) -> dict[str, Any]:
+    """The text front end of a run that starts from ``init``: the init model's (its symbols, in their
+    order, index its embeddings), with the ``leading_pause`` this run's config sets, when it sets one
+    (the pause uses symbols every inventory has). A config of another language is refused."""
+    frontend = dict(theirs)
+    language = text.get("language")
+    if language is not None and language != frontend["language"]:
+        raise ValueError(
+            f"--init {os.fspath(init)}: its text front end is {frontend['language']!r}, this run's config says "
+            f"{language!r}; a model's symbols belong to its language"
+        )
+    if "leading_pause" in text:
+        frontend["leading_pause"] = text["leading_pause"]
+    return frontend
+
+
 def resolve_acoustic_config(cfg: dict[str, Any], frontend: TextFrontend) -> AcousticModelConfig:
     mel_section = dict(cfg.get("mel") or {})
     mel = MelConfig.from_preset(mel_section.pop("preset", "hifigan"))
@@ -86,13 +102,15 @@ def train_acoustic(
     """Train (or resume) an acoustic model on a transcribed corpus; returns the trainer's stats.
 
     ``init``: a trained acoustic model's folder (``EXP/model``, or ``"default"``: the bundled one) to
-    start from (fine-tuning): its weights and its phoneme inventory; optimiser, step count and EMA
-    start afresh. Its sizes and mel must match the config."""
+    start from (fine-tuning): its weights and its text front end (the config's ``text.leading_pause``,
+    where set, still applies); optimiser, step count and EMA start afresh. Its sizes and mel must
+    match the config."""
     out = Path(out_dir)
     init, init_cfg = init_config(init, resume, "acoustic")
     cfg, resumed = run_config(out, resume, lambda: load_acoustic_config(config))
     if init_cfg is not None:
-        cfg.setdefault("text", {})["frontend"] = init_cfg["text"]  # the same symbols, in the same order
+        text = cfg["text"] = dict(cfg.get("text") or {})
+        text["frontend"] = _init_frontend(init, init_cfg["text"], text)
         cfg["init"] = os.fspath(init)
     tcfg = train_config(cfg, max_steps, device)
     text_cfg = cfg.get("text") or {}
