@@ -61,7 +61,10 @@ def run_one(text: str, out: Path, threads: int, extra: list[str]) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Any other option (--seed, --checkpoint, --vocoder, --precision, ...) is passed to `wavediff synth`.",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--repeats", type=int, default=1, help="runs of each sentence (default 1)")
     p.add_argument("--json", default=None, help="write the results here")
