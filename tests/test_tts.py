@@ -467,7 +467,7 @@ def test_train_acoustic_init_takes_the_configs_leading_pause_and_refuses_another
     trained = json.loads((runs["acoustic"] / "model" / "config.json").read_text())["text"]
     assert trained["leading_pause"] is True
     cfg = yaml.safe_load((Path(wavediff.configs.__file__).parent / "acoustic" / "tiny.yaml").read_text())
-    cfg["text"] = {"leading_pause": False}
+    cfg["text"] = {"language": "en-US", "leading_pause": False}  # the model's language, spelt another way
     (tmp_path / "off.yaml").write_text(yaml.safe_dump(cfg))
     exp = tmp_path / "off"
     r = _run("train", "acoustic", "--data", str(corpus), "--out", str(exp), "--config", str(tmp_path / "off.yaml"),

@@ -8,11 +8,12 @@ the short pause ``","``, ``. ! ?`` become the sentence end ``"."``, and every se
 With ``leading_pause`` (the default for new models) every text also starts with a short pause and a
 word boundary, ``", hɛlˈoʊ, wˈɚld."``: recordings start with silence, and without a symbol of its
 own that silence is aligned to the first phoneme, whose one encoding must then stand for silence and
-sound at once. (The bundled voice was trained without it: monotonic alignment search gives its first
-phoneme 16 frames against a median of 5, and pocketsphinx heard its first word right in 14 of 36
-everyday sentences against 30 for the vocoder on the recordings' own mels. Switching the pause on in
-its config.json, without retraining, made that 22 of 36; ``benchmarks/first_word.py``.) A
-checkpoint's front-end config without the key loads with it off, as such models were trained.
+sound at once. (Trained without it, the default voice's acoustic model gave its first phoneme 16
+frames in monotonic alignment search against a median of 5, and pocketsphinx heard its first word right
+in 14 of 36 everyday sentences against 30 for the vocoder on the recordings' own mels. Fine-tuned with
+it, it gives the pause those frames and the first word is heard right in 29 of 36;
+``benchmarks/first_word.py``.) A checkpoint's front-end config without the key loads with it off, as
+such models were trained.
 
 The inventory, the language and the front-end and gruut versions travel with a checkpoint
 (``to_dict`` / ``from_dict``); ids come from the stored symbol list, so a checkpoint keeps its ids

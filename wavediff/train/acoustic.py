@@ -22,6 +22,7 @@ from wavediff.nn.denoiser import DenoiserConfig
 from wavediff.nn.encoder import EncoderConfig
 from wavediff.pipelines.tts import AcousticLoss, AcousticModelConfig, AcousticPipeline, TTSInference
 from wavediff.text import TextFrontend
+from wavediff.text.g2p import resolve_language
 
 from .configs import RUN_FILE, check_init, init_config, run_config, train_config, write_run_file
 from .configs import load_recipe_config as _load
@@ -42,6 +43,11 @@ def _init_frontend(init, theirs: dict[str, Any], text: dict[str, Any]) -> dict[s
     (the pause uses symbols every inventory has). A config of another language is refused."""
     frontend = dict(theirs)
     language = text.get("language")
+    if language is not None:
+        try:
+            language = resolve_language(language)  # 'en-US', 'en' and 'en-us' are one language
+        except ValueError:
+            pass  # an unsupported language is refused below, naming the model's
     if language is not None and language != frontend["language"]:
         raise ValueError(
             f"--init {os.fspath(init)}: its text front end is {frontend['language']!r}, this run's config says "
