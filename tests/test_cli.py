@@ -61,27 +61,31 @@ def test_train_vocoder_loss_falls_and_checkpoint_reloads(trained):
 
 
 def test_train_vocoder_with_the_inference_loss(tmp_path, corpus):
-    """An `infer_loss` section adds InferGrad's loss: recorded in run.json, logged beside the ε-loss."""
+    """An `infer_loss` section adds InferGrad's loss and an `x0_loss` section the one-step estimate's
+    spectral loss: recorded in run.json, logged beside the ε-loss, summed with their weights."""
     import yaml
 
     from wavediff.train.configs import load_recipe_config
 
     cfg = load_recipe_config("vocoder", "tiny", ["model", "diffusion", "mel", "prior", "inference", "data", "train"])
     cfg["infer_loss"] = {"weight": 0.5, "items": 2}
+    cfg["x0_loss"] = {"weight": 0.25}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     exp = tmp_path / "exp"
     r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", str(tmp_path / "c.yaml"),
              "--max-steps", "10", "--device", "cpu")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((exp / "run.json").read_text())["infer_loss"] == {"weight": 0.5, "items": 2}
-    infer, eps, total = (_scalars(exp / "logs", f"train/{k}") for k in ("loss_infer", "loss_eps", "loss"))
-    assert len(infer) >= 2 and all(v > 0 for v in infer)
-    np.testing.assert_allclose(total, np.array(eps) + 0.5 * np.array(infer), rtol=1e-4)
-    cfg["infer_loss"] = {"weight": 0.5, "steps": 4}
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
-    bad = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "b"), "--config", str(tmp_path / "bad.yaml"))
-    assert bad.returncode == 2 and "unknown infer_loss keys ['steps']" in bad.stderr and "Traceback" not in bad.stderr
-    assert not (tmp_path / "b" / "run.json").exists()
+    run = json.loads((exp / "run.json").read_text())
+    assert run["infer_loss"] == {"weight": 0.5, "items": 2} and run["x0_loss"] == {"weight": 0.25}
+    infer, x0, eps, total = (_scalars(exp / "logs", f"train/{k}") for k in ("loss_infer", "loss_x0", "loss_eps", "loss"))
+    assert len(infer) >= 2 and all(v > 0 for v in infer) and len(x0) == len(infer) and all(v > 0 for v in x0)
+    np.testing.assert_allclose(total, np.array(eps) + 0.5 * np.array(infer) + 0.25 * np.array(x0), rtol=1e-4)
+    for section, value, message in (("infer_loss", {"weight": 0.5, "steps": 4}, "unknown infer_loss keys ['steps']"),
+                                    ("x0_loss", {"weight": -1.0}, "x0_loss.weight must be >= 0, got -1.0")):
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**cfg, section: value}))
+        bad = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "b"), "--config", str(tmp_path / "bad.yaml"))
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert not (tmp_path / "b" / "run.json").exists()
 
 
 def test_aligned_mels_then_train_vocoder_on_them(tmp_path, corpus):

@@ -224,6 +224,25 @@ def test_training_loss_prefers_the_exact_denoiser_and_hybrid_trains_only_varianc
     assert g_v.abs().item() > 0
 
 
+def test_training_loss_returns_the_one_step_estimate_in_the_datas_space():
+    """return_x0: x̂_0 from the network's ε; an oracle that predicts the drawn noise gets x_0 back,
+    with a prior too (the estimate is mapped back from the standardised space)."""
+    torch.manual_seed(0)
+    d = Diffusion(DiffusionConfig(loss="l1"))
+    x0 = 0.3 * torch.randn(6, 1, 128, dtype=torch.float64)
+    t, noise = torch.tensor([0, 3, 10, 25, 40, 49]), torch.randn(6, 1, 128, dtype=torch.float64)
+    prior = AffinePrior(mean=0.1 * torch.randn(6, 1, 128, dtype=torch.float64),
+                        std=0.5 + torch.rand(6, 1, 128, dtype=torch.float64))
+    for pr in (None, prior):  # with a prior the network sees x_t = μ + s·y_t and predicts y's noise
+        loss, logs, x0_hat = d.training_loss(lambda x, t: noise, x0, prior=pr, t=t, noise=noise, return_x0=True)
+        assert loss.item() == 0 and set(logs) == {"loss_eps", "loss"}
+        torch.testing.assert_close(x0_hat, x0)
+    # a wrong ε moves x̂_0 by −√(1 − ᾱ_t)/√ᾱ_t times the error (float64 closed form)
+    _, _, x0_hat = d.training_loss(lambda x, t: noise + 0.1, x0, t=t, noise=noise, return_x0=True)
+    ab = d.schedule.alpha_bars[t].double().view(-1, 1, 1)
+    torch.testing.assert_close(x0_hat - x0, -0.1 * ((1 - ab) / ab).sqrt().expand_as(x0))
+
+
 # --------------------------------------------------------------------------- likelihood
 def test_normal_kl_closed_form():
     kl = normal_kl(torch.tensor(1.0), torch.tensor(math.log(2.0)), torch.tensor(0.0), torch.tensor(0.0))

@@ -11,7 +11,7 @@ from wavediff.device import native_bf16
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS
 from wavediff.nn import DenoiserConfig
 from wavediff.eval.spectral import mrstft_distance
-from wavediff.pipelines import InferLossConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss
+from wavediff.pipelines import InferLossConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss, X0LossConfig
 from wavediff.pipelines.schedule_search import search_schedule
 from wavediff.pipelines.vocoder import default_fast_betas
 
@@ -118,6 +118,45 @@ def test_training_on_the_inference_loss_lowers_it():
         loss.backward()
         opt.step()
     assert infer_loss() < 0.9 * start
+
+
+@pytest.mark.parametrize("prior", ["energy", "none"])
+def test_x0_loss_is_the_distance_of_the_one_step_estimate_and_training_lowers_it(prior):
+    """x0_loss: weight × the MR-STFT distance between each crop and x̂_0 at its drawn step (the same
+    draw as the ε-loss), added to the ε-loss; a few optimiser steps on it lower it."""
+    v = _tiny(prior=prior)
+    v.train()
+    batch = _crops(v)
+    module = VocoderLoss(v, x0_loss=X0LossConfig(weight=0.5))
+    torch.manual_seed(3)
+    loss, logs = module(batch)
+    torch.manual_seed(3)  # the same steps and noise
+    eps_loss, _, x0 = v.training_loss(batch, return_x0=True)
+    assert x0.shape == (2, 1, batch["audio"].shape[-1])
+    distance = mrstft_distance(batch["audio"], x0[:, 0]).mean()
+    torch.testing.assert_close(logs["loss_x0"], distance.detach())
+    torch.testing.assert_close(loss, eps_loss + 0.5 * distance)
+    torch.testing.assert_close(logs["loss"], logs["loss_eps"] + 0.5 * logs["loss_x0"])
+
+    def x0_loss():
+        torch.manual_seed(0)  # the same steps and noise every time
+        with torch.no_grad():
+            _, logs = module(batch)
+        return logs["loss_x0"].item()
+
+    opt = torch.optim.Adam(v.net.parameters(), lr=3e-3)
+    start = x0_loss()
+    for step in range(30):
+        torch.manual_seed(100 + step)
+        loss, _ = module(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert x0_loss() < 0.9 * start
+    with pytest.raises(ValueError, match="x0_loss.weight must be >= 0"):
+        X0LossConfig(weight=-0.1)
+    with pytest.raises(ValueError, match="unknown x0_loss keys \\['items'\\]"):
+        X0LossConfig.from_dict({"weight": 1.0, "items": 4})
 
 
 def test_inference_loss_settings_are_checked():

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .gaussian import VARIANCES, q_sample
+from .gaussian import VARIANCES, predict_x0, q_sample
 from .likelihood import vlb_term
 from .prior import AffinePrior
 from .schedule import NoiseSchedule, ScheduleConfig
@@ -106,11 +106,13 @@ class Diffusion:
         mask: torch.Tensor | None = None,
         t: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, dict]:
+        return_x0: bool = False,
+    ) -> tuple:
         """ε-loss (+ λ·L_vlb for learned variance) at uniformly drawn integer steps.
 
         Returns (loss, logs: detached 0-d tensors). With a prior the network is fed x_t = μ + s·y_t and predicts the
-        standard noise of y (PriorGrad / Grad-TTS)."""
+        standard noise of y (PriorGrad / Grad-TTS). ``return_x0``: also return the one-step estimate
+        x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t (in the data's space, with the gradient), for a loss on it."""
         y0 = prior.to_standard(x0) if prior is not None else x0
         b = x0.shape[0]
         if t is None:
@@ -131,4 +133,7 @@ class Diffusion:
             loss = loss + self.config.vlb_weight * vlb.to(loss.dtype)
             logs["loss_vlb"] = vlb.detach()
         logs["loss"] = loss.detach()
-        return loss, logs
+        if not return_x0:
+            return loss, logs
+        y0_hat = predict_x0(self.schedule, yt, t, eps.to(yt.dtype))
+        return loss, logs, prior.from_standard(y0_hat) if prior is not None else y0_hat

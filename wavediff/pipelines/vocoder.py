@@ -21,7 +21,7 @@ from wavediff.checkpoint import load_config, load_weights, register_model, save_
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, fast_reverse, sample
 from wavediff.nn import Denoiser, DenoiserConfig
 
-__all__ = ["PriorConfig", "InferenceConfig", "InferLossConfig", "VocoderConfig", "Vocoder", "VocoderLoss", "default_fast_betas"]
+__all__ = ["PriorConfig", "InferenceConfig", "InferLossConfig", "VocoderConfig", "Vocoder", "VocoderLoss", "X0LossConfig", "default_fast_betas"]
 
 MODEL_TYPE = "vocoder"
 
@@ -197,12 +197,14 @@ class Vocoder(_MelRates, nn.Module):
         return AffinePrior(std=std) if std is not None else None
 
     # -------------------------------------------------------------------- training
-    def training_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """ε-loss for a batch ``{"audio": [B, L], "mel": [B, n_mels, L/hop]}`` (see the data module)."""
+    def training_loss(self, batch: dict, return_x0: bool = False) -> tuple:
+        """ε-loss for a batch ``{"audio": [B, L], "mel": [B, n_mels, L/hop]}`` (see the data module).
+        ``return_x0``: also return the one-step waveform estimates x̂_0, [B, 1, L] (see
+        :meth:`Diffusion.training_loss`)."""
         audio = batch["audio"].unsqueeze(1)  # [B, 1, L]
         mel = None if self.config.unconditional else batch["mel"]
         prior = self._prior(mel)
-        return self.diffusion.training_loss(lambda x, t: self.net(x, t, mel), audio, prior=prior)
+        return self.diffusion.training_loss(lambda x, t: self.net(x, t, mel), audio, prior=prior, return_x0=return_x0)
 
 
     def inference_loss(self, batch: dict, items: int | None = None) -> torch.Tensor:
@@ -396,6 +398,15 @@ class GriffinLim(_MelRates):
     __call__ = vocode
 
 
+def _loss_section(cls, section: str, d: dict | None):
+    """``cls(**d)`` for a recipe's loss section; an unknown key is an error that names the known ones."""
+    known = sorted(f.name for f in fields(cls))
+    unknown = sorted(set(d or {}) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {section} keys {unknown}; known keys are {known}")
+    return cls(**(d or {}))
+
+
 @dataclass
 class InferLossConfig:
     """The ``infer_loss`` section of a vocoder recipe: ``weight`` × :meth:`Vocoder.inference_loss` on the
@@ -413,27 +424,53 @@ class InferLossConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "InferLossConfig":
-        known = sorted(f.name for f in fields(cls))
-        unknown = sorted(set(d or {}) - set(known))
-        if unknown:
-            raise ValueError(f"unknown infer_loss keys {unknown}; known keys are {known}")
-        return cls(**(d or {}))
+        return _loss_section(cls, "infer_loss", d)
+
+
+@dataclass
+class X0LossConfig:
+    """The ``x0_loss`` section of a vocoder recipe: ``weight`` × the multi-resolution STFT distance
+    between each training crop and the network's one-step estimate of it, x̂_0 = (x_t − √(1 − ᾱ_t) ε̂)
+    / √ᾱ_t at the crop's drawn step, is added to the ε-loss (0: off, the default). The ε-loss asks
+    for the waveform's posterior mean, phase and all; this asks for the right magnitudes at every
+    noise level, a target that does not depend on phase. It costs the STFTs, not network passes."""
+
+    weight: float = 0.0
+
+    def __post_init__(self):
+        if not self.weight >= 0:
+            raise ValueError(f"x0_loss.weight must be >= 0, got {self.weight}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "X0LossConfig":
+        return _loss_section(cls, "x0_loss", d)
 
 
 class VocoderLoss(nn.Module):
     """Training wrapper: ``forward(batch) -> (loss, logs)`` so that DDP and EMA see one module.
 
-    The ε-loss, plus InferGrad's inference loss when ``infer_loss.weight`` > 0."""
+    The ε-loss, plus InferGrad's inference loss when ``infer_loss.weight`` > 0 and the one-step
+    estimate's spectral loss when ``x0_loss.weight`` > 0."""
 
-    def __init__(self, vocoder: Vocoder, infer_loss: InferLossConfig | None = None):
+    def __init__(self, vocoder: Vocoder, infer_loss: InferLossConfig | None = None,
+                 x0_loss: X0LossConfig | None = None):
         super().__init__()
         self.vocoder = vocoder
         self.infer_loss = infer_loss or InferLossConfig()
+        self.x0_loss = x0_loss or X0LossConfig()
         if self.infer_loss.weight > 0:  # fail at construction, not at the first step
             vocoder.check_inference_loss()
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        loss, logs = self.vocoder.training_loss(batch)
+        if self.x0_loss.weight > 0:
+            from wavediff.eval.spectral import mrstft_distance
+
+            loss, logs, x0 = self.vocoder.training_loss(batch, return_x0=True)
+            spectral = mrstft_distance(batch["audio"].float(), x0[:, 0].float()).mean()
+            loss = loss + self.x0_loss.weight * spectral
+            logs = {**logs, "loss_x0": spectral.detach(), "loss": loss.detach()}
+        else:
+            loss, logs = self.vocoder.training_loss(batch)
         if self.infer_loss.weight > 0:
             infer = self.vocoder.inference_loss(batch, self.infer_loss.items)
             loss = loss + self.infer_loss.weight * infer

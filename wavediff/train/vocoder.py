@@ -19,7 +19,8 @@ from wavediff.checkpoint import load_weights
 from wavediff.data import VocoderDataset, collate_vocoder, scan_corpus, split_corpus
 from wavediff.diffusion import DiffusionConfig
 from wavediff.nn import DenoiserConfig
-from wavediff.pipelines.vocoder import InferenceConfig, InferLossConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss
+from wavediff.pipelines.vocoder import (InferenceConfig, InferLossConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss,
+                                       X0LossConfig)
 
 from .configs import RUN_FILE, check_init, init_config, run_config, train_config, write_run_file
 from .configs import load_recipe_config as _load
@@ -27,7 +28,7 @@ from .trainer import Trainer
 
 __all__ = ["load_recipe_config", "resolve_vocoder_config", "fit_prior_gain", "train_vocoder", "RUN_FILE"]
 
-_SECTIONS = ("model", "diffusion", "mel", "prior", "inference", "infer_loss", "data", "train")
+_SECTIONS = ("model", "diffusion", "mel", "prior", "inference", "infer_loss", "x0_loss", "data", "train")
 
 
 def load_recipe_config(name_or_path: str | os.PathLike | None) -> dict[str, Any]:
@@ -117,7 +118,8 @@ def train_vocoder(
     where the config does not set them; optimiser, step count and EMA start afresh. Its sizes and mel
     must match the config.
 
-    The config's ``infer_loss`` section (:class:`InferLossConfig`) adds InferGrad's inference loss;
+    The config's ``infer_loss`` section (:class:`InferLossConfig`) adds InferGrad's inference loss,
+    its ``x0_loss`` section (:class:`X0LossConfig`) a spectral loss on the one-step estimate x̂_0;
     ``data.mel_dir`` trains on given mels instead of the recordings' own (:class:`VocoderDataset`)."""
     out = Path(out_dir)
     init, init_cfg = init_config(init, resume, "vocoder")
@@ -133,6 +135,7 @@ def train_vocoder(
     tcfg = train_config(cfg, max_steps, device)
     vcfg = resolve_vocoder_config(cfg)
     infer_loss = InferLossConfig.from_dict(cfg.get("infer_loss"))
+    x0_loss = X0LossConfig.from_dict(cfg.get("x0_loss"))
     if init_cfg is not None:
         ours = vcfg.to_dict()
         check_init(init, init_cfg, {k: ours[k] for k in ("model", "diffusion", "mel", "prior")})
@@ -149,7 +152,7 @@ def train_vocoder(
     vocoder = Vocoder(vcfg)
     if init_cfg is not None:
         load_weights(vocoder.net, init)
-    module = VocoderLoss(vocoder, infer_loss)
+    module = VocoderLoss(vocoder, infer_loss, x0_loss)
     trainer = Trainer(
         module,
         lambda model, batch: model(batch),
