@@ -210,6 +210,8 @@ def train_and_synthesise(args) -> dict:
     result = {k: v for k, v in trained.items() if k not in ("model", "params")}
     result.update(system=args.system, budget_seconds=args.seconds, synthesis_steps=args.steps,
                   synthesis_seconds=synth_seconds, environment=environment(device))
+    if args.system == "wavediff":
+        result["config"] = Path(args.config).name
     (out / "train.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
     return result
@@ -228,7 +230,8 @@ def report(data: Path, runs: list[Path], metrics: str, out_json: Path | None, ou
     results = [evaluate_folders(test, None, metrics=ceiling, name="recordings")] if ceiling else []
     for run in runs:
         info = json.loads((run / "train.json").read_text())
-        name = (f"{info['system']}: {info['train_steps']} training steps in {info['budget_seconds']:.0f} s, "
+        system = info["system"] + (f" ({Path(info['config']).stem})" if info.get("config") else "")
+        name = (f"{system}: {info['train_steps']} training steps in {info['budget_seconds']:.0f} s, "
                 f"{info['synthesis_steps']}-step synthesis")
         results.append(evaluate_folders(test, run / "gen", metrics=metrics, name=name))
     return write_report(results, out_json, out_md)
