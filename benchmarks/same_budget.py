@@ -53,16 +53,16 @@ def prepare(data: Path, n_train: int, n_test: int, out: Path) -> dict:
     from wavediff.data.corpus import scan_corpus
     from wavediff.data.prepare import write_split
 
-    counts = {}
-    for split, n in (("train", n_train), ("test", n_test)):
+    chosen = {}
+    for split, n in (("train", n_train), ("test", n_test)):  # both checked before anything is written
         utts = sorted(scan_corpus(data / split), key=lambda u: u.id)
         if len(utts) < n:
             raise ValueError(f"{data / split} has {len(utts)} utterances; asked for {n}")
-        metadata = {u.id: f"{u.id}|{u.text}|{u.text}" for u in utts[:n]}
+        chosen[split] = utts[:n]
+    for split, utts in chosen.items():
         out.mkdir(parents=True, exist_ok=True)
-        write_split(out / split, utts[:n], metadata)
-        counts[split] = n
-    return counts
+        write_split(out / split, utts, {u.id: f"{u.id}|{u.text}|{u.text}" for u in utts})
+    return {split: len(utts) for split, utts in chosen.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,11 +109,16 @@ class _LmntRecords(torch.utils.data.Dataset):
 
 
 def train_lmnt(data: Path, out: Path, seconds: float, device: torch.device, fp16: bool, workers: int,
-               max_steps: int | None) -> dict:
+               max_steps: int | None, batch_size: int | None = None) -> dict:
     from wavediff.data.corpus import scan_corpus
 
     DiffWaveLearner, DiffWave, params, Collator = _import_lmnt()
+    if batch_size is not None:
+        params.batch_size = batch_size
     records = _LmntRecords(scan_corpus(data / "train"), device)
+    if len(records) < params.batch_size:  # its loader drops the last partial batch: none would be left
+        raise ValueError(f"lmnt's learner needs at least {params.batch_size} training utterances (the batch size); "
+                         f"{data / 'train'} has {len(records)}")
     loader = torch.utils.data.DataLoader(
         records, batch_size=params.batch_size, shuffle=True, num_workers=workers,
         collate_fn=Collator(params).collate, pin_memory=device.type == "cuda", drop_last=True,
@@ -203,7 +208,7 @@ def train_and_synthesise(args) -> dict:
     data = Path(args.data)
     if args.system == "lmnt":
         trained = train_lmnt(data, out, args.seconds, device, not args.no_fp16 and device.type == "cuda",
-                             args.workers, args.max_steps)
+                             args.workers, args.max_steps, args.lmnt_batch_size)
     else:
         trained = train_wavediff(data, out, args.seconds, device, Path(args.config), args.max_steps)
     synth_seconds = copy_synthesis(args.system, trained, data, out / "gen", device, args.steps)
@@ -259,6 +264,7 @@ def main(argv=None) -> int:
     pt.add_argument("--device", default=None)
     pt.add_argument("--workers", type=int, default=8, help="lmnt's data-loader workers")
     pt.add_argument("--no-fp16", action="store_true", help="lmnt without its --fp16 mode")
+    pt.add_argument("--lmnt-batch-size", type=int, default=None, help="lmnt's batch size (default: its own, 16)")
     pt.add_argument("--seed", type=int, default=0)
     pr = sub.add_parser("report", help="score the runs' copy-syntheses")
     pr.add_argument("--data", required=True)
@@ -267,6 +273,13 @@ def main(argv=None) -> int:
     pr.add_argument("--out-json", default=None)
     pr.add_argument("--out-md", default=None)
     args = p.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ValueError as e:  # bad input: one line, no traceback
+        p.exit(2, f"{p.prog}: error: {e}\n")
+
+
+def _dispatch(args) -> int:
     if args.command == "prepare":
         print(json.dumps(prepare(Path(args.data), args.train, args.test, Path(args.out))))
     elif args.command == "train":
