@@ -59,8 +59,8 @@ def prepare(data: Path, n_train: int, n_test: int, out: Path) -> dict:
         if len(utts) < n:
             raise ValueError(f"{data / split} has {len(utts)} utterances; asked for {n}")
         chosen[split] = utts[:n]
+    out.mkdir(parents=True, exist_ok=True)
     for split, utts in chosen.items():
-        out.mkdir(parents=True, exist_ok=True)
         write_split(out / split, utts, {u.id: f"{u.id}|{u.text}|{u.text}" for u in utts})
     return {split: len(utts) for split, utts in chosen.items()}
 

@@ -462,15 +462,13 @@ class VocoderLoss(nn.Module):
             vocoder.check_inference_loss()
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        if self.x0_loss.weight > 0:
+        loss, logs, *x0 = self.vocoder.training_loss(batch, return_x0=self.x0_loss.weight > 0)
+        if x0:
             from wavediff.eval.spectral import mrstft_distance
 
-            loss, logs, x0 = self.vocoder.training_loss(batch, return_x0=True)
-            spectral = mrstft_distance(batch["audio"].float(), x0[:, 0].float()).mean()
+            spectral = mrstft_distance(batch["audio"].float(), x0[0][:, 0].float()).mean()
             loss = loss + self.x0_loss.weight * spectral
             logs = {**logs, "loss_x0": spectral.detach(), "loss": loss.detach()}
-        else:
-            loss, logs = self.vocoder.training_loss(batch)
         if self.infer_loss.weight > 0:
             infer = self.vocoder.inference_loss(batch, self.infer_loss.items)
             loss = loss + self.infer_loss.weight * infer
