@@ -9,7 +9,7 @@ import sys
 import torch
 
 
-def check_bounds(fs) -> None:
+def check_bounds(fs, fu=None) -> None:
     """Make every load and store of the kernels check that each address it touches lies inside one of
     the tensors passed to that launch (Triton's interpreter itself reads any address it is given)."""
     import numpy as np
@@ -38,19 +38,70 @@ def check_bounds(fs) -> None:
         return store(self, ptrs, value, mask, *rest)
 
     builder.create_masked_load, builder.create_masked_store = checked_load, checked_store
+
+    def track(tensors):
+        ranges[:] = [(v.data_ptr(), v.data_ptr() + v.numel() * v.element_size())
+                     for v in tensors if isinstance(v, torch.Tensor)]
+
+    if fu is not None:  # the upsampler's launches: _launch(kernel, grid, *args, **meta)
+        launch_up = fu._launch
+
+        def tracking_launch(kern, grid, *a, **kw):
+            track([*a, *kw.values()])
+            return launch_up(kern, grid, *a, **kw)
+
+        fu._launch = tracking_launch
     kernel = fs._kernel
 
     def tracking_kernel(name):
         launch = kernel(name)
 
         def run(grid, *a, **kw):
-            ranges[:] = [(v.data_ptr(), v.data_ptr() + v.numel() * v.element_size())
-                         for v in [*a, *kw.values()] if isinstance(v, torch.Tensor)]
+            track([*a, *kw.values()])
             return launch(grid, *a, **kw)
 
         return run
 
     fs._kernel = tracking_kernel
+
+
+def relative_errors(pairs) -> dict[str, float]:
+    errors: dict[str, float] = {}
+    for name, (got, want) in pairs.items():
+        if got is None or want is None:
+            errors[name] = float("inf") if (got is None) != (want is None) else 0.0
+            continue
+        scale = want.abs().max().item()
+        errors[name] = (got.double() - want).abs().max().item() / max(scale, 1e-12)
+    return errors
+
+
+def upsampler_errors(args, fs) -> dict[str, float]:
+    """The fused upsampler (float32) against ConditionUpsampler's own stages (float64), with a
+    gradient for the mel too (the stages' input gradients all run)."""
+    import wavediff.nn.fused_upsampler as fu
+    from wavediff.nn.denoiser import ConditionUpsampler
+
+    if args.get("bounds"):
+        check_bounds(fs, fu)
+    torch.manual_seed(0)
+    ref = ConditionUpsampler(args["upsample"]).double()
+    for p in ref.parameters():
+        p.data.normal_(0, 0.5)
+    up = ConditionUpsampler(args["upsample"])
+    up.load_state_dict(ref.state_dict())
+    b, bins, frames = args["batch"], args["cond"], args["frames"]
+    mel = torch.randn(b, bins, frames, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(b, bins, frames * args["upsample"], dtype=torch.float64)
+    out_ref = ref(mel)
+    (out_ref * r).sum().backward()
+    m32 = mel.detach().float().requires_grad_()
+    out = up(m32, torch.float32)
+    (out * r.float()).sum().backward()
+    pairs = {"output": (out, out_ref), "grad mel": (m32.grad, mel.grad)}
+    for (name, p), p_ref in zip(up.named_parameters(), ref.parameters()):
+        pairs[f"grad {name}"] = (p.grad, p_ref.grad)
+    return relative_errors(pairs)
 
 
 def main() -> None:
@@ -59,7 +110,11 @@ def main() -> None:
     from wavediff.nn.denoiser import Denoiser, DenoiserConfig
 
     assert fs._interpreting(), "run me with TRITON_INTERPRET=1"
+    if args.get("upsample"):
+        print(json.dumps(upsampler_errors(args, fs)))
+        return
     fs.W_PROGRAMS = args.get("w_programs", fs.W_PROGRAMS)
+    fs.W_COLUMN_BLOCKS = args.get("w_blocks", fs.W_COLUMN_BLOCKS)
     if args.get("tile"):
         fs.BLOCK_T = args["tile"]
     if args.get("bounds"):
@@ -105,12 +160,7 @@ def main() -> None:
     for name, p in net.named_parameters():
         if p.grad is not None or dict(ref_net.named_parameters())[name].grad is not None:
             pairs[f"grad {name}"] = (p.grad, dict(ref_net.named_parameters())[name].grad)
-    for name, (got, want) in pairs.items():
-        if got is None or want is None:
-            errors[name] = float("inf") if (got is None) != (want is None) else 0.0
-            continue
-        scale = want.abs().max().item()
-        errors[name] = (got.double() - want).abs().max().item() / max(scale, 1e-12)
+    errors.update(relative_errors(pairs))
     print(json.dumps(errors))
 
 

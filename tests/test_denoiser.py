@@ -80,11 +80,16 @@ def test_fold_sample_layout(learned_variance):
     cfg = small(fold=fold, learned_variance=learned_variance)
     model = Denoiser(cfg)
     seen = {}
-    model.input_projection.register_forward_pre_hook(lambda m, args: seen.update(inp=args[0].clone()))
+    # the input projection copies input channel k to residual channel k: the first layer sees the layout
+    model.residual_layers[0].register_forward_pre_hook(lambda m, args: seen.update(inp=args[0].clone()))
     heads = 2 if learned_variance else 1
     with torch.no_grad():
+        model.input_projection.weight.zero_()
+        model.input_projection.weight[:fold, :, 0] = torch.eye(fold)
+        model.input_projection.bias.zero_()
         model.output_projection.bias.copy_(torch.arange(heads * fold, dtype=torch.float32))
     x, t, cond = inputs(cfg, batch=1, frames=2)
+    x = x.abs()  # through the input projection's ReLU unchanged
     out = model(x, t, cond)
     assert out.shape == (1, heads, x.shape[-1])
     n = x.shape[-1] // fold

@@ -1,4 +1,4 @@
-"""The fused Triton residual stack (wavediff.nn.fused_stack).
+"""The fused Triton residual stack (wavediff.nn.fused_stack) and mel upsampler (wavediff.nn.fused_upsampler).
 
 The kernels run through Triton's interpreter on the CPU (TRITON_INTERPRET=1, which Triton reads at
 import, hence a subprocess per case) in float32, against the layers run one by one in float64: the
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from wavediff.nn.denoiser import Denoiser, DenoiserConfig
+from wavediff.nn.denoiser import Denoiser, DenoiserConfig, upsample_strides
 from wavediff.nn.fused_stack import fused_stack_supported
 
 HELPER = Path(__file__).with_name("_fused_stack_case.py")
@@ -34,12 +34,15 @@ CASES = {
     # 3 tiles of 64 in 2 chunks (the last partial), dilations 1, 2, 4, 1; 10 conditioner channels
     "16 channels, ragged tiles": dict(layers=4, channels=16, cycle=3, cond=10, batch=2, length=150),
     # 80 conditioner channels (64 + 16 blocks), dilations up to 128 > length, the weight-gradient
-    # kernel's programs looping over several tiles each
+    # kernel's programs looping over several tiles each, each over all 2C columns
     "32 channels, dilation past the end": dict(layers=8, channels=32, cycle=8, cond=80, batch=2, length=100,
-                                               w_programs=3),
+                                               w_programs=3, w_blocks=1),
     # every address each kernel touches checked against the tensors it was given, 32-step tiles
     "64 channels, bounds checked": dict(layers=10, channels=64, cycle=10, cond=80, batch=2, length=300,
                                         tile=32, w_programs=5, bounds=True),
+    "64 channels, bounds checked, weight gradient over all columns": dict(
+        layers=2, channels=64, cycle=2, cond=80, batch=2, length=100, tile=32, w_programs=2, w_blocks=1,
+        bounds=True),
 }
 
 
@@ -57,6 +60,25 @@ def test_whole_denoiser_fused_matches_unfused():
     errors = _run_case(layers=3, channels=32, cycle=3, cond=80, batch=2, length=40, model=True)
     assert "output" in errors and "grad cond_upsampler.stages.0.weight" in errors
     assert "grad residual_layers.2.conditioner_projection.weight" in errors
+    bad = {k: v for k, v in errors.items() if not v <= TOL}
+    assert not bad, bad
+
+
+UPSAMPLER_CASES = {
+    # lmnt's two 16x stages on 80 bins (bins past 64: the padded block of 128), every address checked
+    "256 = 16 x 16, bounds checked": dict(upsample=256, cond=80, batch=2, frames=7, bounds=True),
+    # odd strides (padded to 16, 8, 8 rows per block), a crop of s // 2 that is not s / 2, one frame
+    "300 = 10 x 6 x 5": dict(upsample=300, cond=10, batch=1, frames=5),
+    "5, one frame": dict(upsample=5, cond=16, batch=3, frames=1),
+    "2 (a stride below 4 rows per block)": dict(upsample=2, cond=8, batch=2, frames=3),
+}
+
+
+@pytest.mark.parametrize("name", list(UPSAMPLER_CASES))
+def test_fused_upsampler_matches_stages_in_float64(name):
+    errors = _run_case(**UPSAMPLER_CASES[name])
+    stages = len(upsample_strides(UPSAMPLER_CASES[name]["upsample"]))
+    assert len(errors) == 2 + 2 * stages, sorted(errors)  # output, the mel's gradient, weight + bias per stage
     bad = {k: v for k, v in errors.items() if not v <= TOL}
     assert not bad, bad
 

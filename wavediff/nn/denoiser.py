@@ -261,8 +261,15 @@ class ConditionUpsampler(nn.Module):
             nn.ConvTranspose2d(1, 1, [3, 2 * s], stride=[1, s], padding=[1, s // 2]) for s in self.strides
         )
 
-    def forward(self, cond: torch.Tensor) -> torch.Tensor:
-        """cond [B, C, N] -> [B, C, N * factor], stored time-major (a [B, C, L] view of [B, L, C])."""
+    def forward(self, cond: torch.Tensor, fused_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """cond [B, C, N] -> [B, C, N * factor], stored time-major (a [B, C, L] view of [B, L, C]).
+
+        With ``fused_dtype`` (where :class:`Denoiser` runs its fused residual stack) each stage runs as
+        the Triton kernels of :mod:`wavediff.nn.fused_upsampler`, its output in that dtype."""
+        if fused_dtype is not None and self.strides:
+            from .fused_upsampler import fused_upsample
+
+            return fused_upsample(self.stages, self.strides, cond, fused_dtype)
         x = cond.transpose(1, 2)  # [B, N, C]
         for stride, stage in zip(self.strides, self.stages):
             x = F.leaky_relu(_transposed_stage(x, stage.weight, stage.bias, stride), 0.4)  # [B, N * s, C]
@@ -513,14 +520,15 @@ class Denoiser(nn.Module):
 
         if fold > 1:  # sample n * fold + k -> channel k, time n
             x = x.reshape(batch, length // fold, fold).transpose(1, 2)  # [B, F, L / F]
-        # activations stay time-major from here on (see the module docstring)
-        h = _time_major(F.relu(self.input_projection(x)))  # [B, C, L']
+        # activations stay time-major from here on (see the module docstring): the 1x1 input conv as a
+        # product written time-major, not a conv followed by a transposing copy
+        h = F.relu(_pointwise_conv(x, self.input_projection.weight, self.input_projection.bias))  # [B, C, L']
 
         step = self.diffusion_embedding(t)  # [B, H]
-        if self.cond_upsampler is not None:
-            cond = _time_major(self.cond_upsampler(cond))  # [B, Cc, L']
-
         fused_dtype = self._fused_dtype(h)
+        if self.cond_upsampler is not None:
+            cond = _time_major(self.cond_upsampler(cond, fused_dtype))  # [B, Cc, L']
+
         if fused_dtype is not None:  # training on a GPU: the whole stack as Triton kernels
             from .fused_stack import fused_residual_stack
 
@@ -545,8 +553,9 @@ class Denoiser(nn.Module):
                 del skip  # a view that would keep the whole [B, 2C, L] layer output alive
             skip_sum = skip_sum.transpose(1, 2)
         del h
-        h = skip_sum / math.sqrt(len(self.residual_layers))  # [B, C, L']
-        h = F.relu(_pointwise_conv(h, self.skip_projection.weight, self.skip_projection.bias))
+        # the skip sum's 1/√layers rides on the skip projection's weight (a pass over [B, C, L'] fewer)
+        skip_weight = self.skip_projection.weight / math.sqrt(len(self.residual_layers))
+        h = F.relu(_pointwise_conv(skip_sum, skip_weight, self.skip_projection.bias))  # [B, C, L']
         out = _pointwise_conv(h, self.output_projection.weight, self.output_projection.bias)  # [B, inner * m, L']
 
         if fold > 1:
