@@ -31,14 +31,15 @@ the step projection's gradients; taken on the tensor cores as one product of a 0
 matrix with the tile), and the output projection's weight gradient ``z_i^T [D / √2 | g_skip]``,
 with ``z_i`` recomputed from ``pre``. :func:`_bwd_x_kernel` gives the gradient of the layer's input
 (the transposed dilated conv of ``G``, one product over both halves per tap, plus the residual
-path); :func:`_bwd_w_kernel` the dilated conv's weight gradient from the raw layer input (the step
-projection's share, ``s ⊗ Σ G`` over the rows where each tap is inside, is added from those sums).
+path); :func:`_bwd_w_kernel` the dilated conv's weight gradient from the raw layer input, over all
+2C columns of ``G`` in one program or over each half in two (autotuned; the step projection's share,
+``s ⊗ Σ G`` over the rows where each tap is inside, is added from those sums).
 The conditioner's weight gradient and the gradient of the conditioner itself are each one matrix
 product over ``G`` for all layers at once. Partial sums are reduced with ``torch.sum``, so results
 are deterministic.
 
 Tile sizes, tiles per program, pipeline stages and warps are autotuned per kernel on the first call
-(:func:`_configs`: 36 compiled variants in all); ``benchmarks/fused_kernel_sweep.py`` prints what
+(:func:`_configs`: 40 compiled variants in all); ``benchmarks/fused_kernel_sweep.py`` prints what
 each configuration measured.
 
 Used by :class:`Denoiser` when training on a CUDA device with Triton installed, for power-of-two
@@ -67,7 +68,8 @@ BLOCK_T = 64  # time steps per tile under the interpreter; on a GPU autotuned (s
 MAX_TILE = 128  # the largest tile of any configuration
 W_TILE = 64  # time steps per tile of the weight-gradient kernel
 W_PROGRAMS = 1056  # programs of the weight-gradient kernel (each writes one [3, C, 2C] partial sum)
-PRE_PROGRAMS = 4096  # about this many programs of the pre-gradient kernel (each writes one [C, 2C] partial sum)
+W_COLUMN_BLOCKS = 2  # the weight-gradient kernel's column blocks under the interpreter (on a GPU autotuned)
+PRE_PROGRAMS = 2048  # about this many programs of the pre-gradient kernel (each writes one [C, 2C] partial sum)
 
 
 def _interpreting() -> bool:
@@ -244,24 +246,26 @@ if triton is not None:
         x_ptr, g_ptr,  # inputs
         part_ptr,  # output [programs, 3, C, 2C]
         L, n_tiles, n_work, n_prog, dil, g_stride, g_col,
-        C: tl.constexpr, BT: tl.constexpr, N_ITER: tl.constexpr,
+        C: tl.constexpr, BT: tl.constexpr, N_ITER: tl.constexpr, NH: tl.constexpr,
     ):
         """Dilated-conv weight gradient from the raw layer input (the step projection's share is added
-        outside): program p sums tiles p, p + P, ... of all n_work (batch, tile) pairs."""
+        outside): program (p, h) sums tiles p, p + P, ... of all n_work (batch, tile) pairs, for column
+        block h of NH (NH = 1: all 2C columns, each input tile read once; NH = 2: half the accumulators)."""
         pid = tl.program_id(0)
         h = tl.program_id(1)
         ch = tl.arange(0, C)
+        cw = tl.arange(0, 2 * C // NH)
         rows = tl.arange(0, BT)
-        acc0 = tl.zeros((C, C), dtype=tl.float32)
-        acc1 = tl.zeros((C, C), dtype=tl.float32)
-        acc2 = tl.zeros((C, C), dtype=tl.float32)
+        acc0 = tl.zeros((C, 2 * C // NH), dtype=tl.float32)
+        acc1 = tl.zeros((C, 2 * C // NH), dtype=tl.float32)
+        acc2 = tl.zeros((C, 2 * C // NH), dtype=tl.float32)
         for it in range(N_ITER):  # a constant (Triton's interpreter wants one; a fixed crop compiles once)
             j = pid + it * n_prog
             b = (j // n_tiles).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
             t = (j % n_tiles) * BT + rows
             tmask = (t < L) & (rows * 0 + j < n_work)  # (a vector mask: Triton 3.9's interpreter wants one)
             x_base = x_ptr + b * L * C
-            g = tl.load(g_ptr + (b * L + t[:, None]) * g_stride + g_col + h * C + ch[None, :],
+            g = tl.load(g_ptr + (b * L + t[:, None]) * g_stride + g_col + h * (2 * C // NH) + cw[None, :],
                         mask=tmask[:, None], other=0.0)
             for k in tl.static_range(3):
                 tk = t + (k - 1) * dil
@@ -273,7 +277,7 @@ if triton is not None:
                     acc1 = tl.dot(tl.trans(xk), g, acc1)
                 else:
                     acc2 = tl.dot(tl.trans(xk), g, acc2)
-        base = part_ptr + pid * 3 * C * 2 * C + ch[:, None] * (2 * C) + h * C + ch[None, :]
+        base = part_ptr + pid * 3 * C * 2 * C + ch[:, None] * (2 * C) + h * (2 * C // NH) + cw[None, :]
         tl.store(base, acc0)
         tl.store(base + C * 2 * C, acc1)
         tl.store(base + 2 * C * 2 * C, acc2)
@@ -304,11 +308,14 @@ def _configs(name: str) -> list[Any]:
     """The configurations autotuning tries for kernel ``name``: tile size ``BT``, warps and pipeline
     stages; for the forward and input-gradient kernels also tiles per program ``TPP`` (with as many
     stages for the loop over them), and for the forward kernel the stages of its loop over the three
-    taps, ``KST``. The weight-gradient kernel's tile is fixed. Each list holds the configurations that
-    came within reach of the best on an H200 in a wider sweep (``benchmarks/README.md``, session 9)
-    and a spread around them: every one is a compile on the first training step."""
-    if name == "w":
-        return [triton.Config({}, num_warps=w, num_stages=st) for w in (4, 8) for st in (1, 2, 3)]
+    taps, ``KST``. The weight-gradient kernel's tile is fixed; it tunes its column blocks ``NH`` (1: all
+    2C columns per program, fastest on an H200 in session 12; 2: halves, fewer registers). Each list
+    holds the configurations that came within reach of the best on an H200 in a wider sweep
+    (``benchmarks/README.md``, session 9) and a spread around them: every one is a compile on the
+    first training step."""
+    if name == "w":  # (column blocks NH, warps, stages)
+        grid = [(2, w, st) for w in (4, 8) for st in (1, 2, 3)] + [(1, 8, 1), (1, 8, 2), (1, 8, 3), (1, 4, 2)]
+        return [triton.Config({"NH": nh}, num_warps=w, num_stages=st) for nh, w, st in grid]
     if name == "fwd":  # (BT, TPP, KST, warps)
         grid = [(128, 1, 1, 8), (128, 1, 1, 4), (128, 1, 2, 4), (64, 1, 1, 4), (64, 1, 2, 4), (64, 2, 1, 4)]
         return [triton.Config({"BT": bt, "TPP": tpp, "KST": kst}, num_warps=w, num_stages=tpp)
@@ -330,7 +337,7 @@ def _kernel(name: str) -> Any:
         return _TUNED[name]
     raw = {"fwd": _fwd_kernel, "pre": _bwd_pre_kernel, "x": _bwd_x_kernel, "w": _bwd_w_kernel}[name]
     if _interpreting():
-        meta = {"w": {}, "pre": {"BT": BLOCK_T}, "fwd": {"BT": BLOCK_T, "TPP": 2, "KST": 2}}.get(
+        meta = {"w": {"NH": W_COLUMN_BLOCKS}, "pre": {"BT": BLOCK_T}, "fwd": {"BT": BLOCK_T, "TPP": 2, "KST": 2}}.get(
             name, {"BT": BLOCK_T, "TPP": 2})
 
         def launch(grid: Any, *args: Any, **kwargs: Any) -> None:
@@ -450,7 +457,7 @@ class _FusedStack(torch.autograd.Function):
             pre_k(lambda m: (n_chunks, batch),
                   pre[i], grad if has_d else gsk, gsk, wo_q[i], g_all, part_vec, part_wo,
                   length, rows_per_chunk, n_chunks, d, width, col, C=channels, HAS_D=has_d)
-            w_k(lambda m: (n_prog_w, 2),
+            w_k(lambda m: (n_prog_w, m["NH"]),
                 inputs[i], g_all, part_w,
                 length, w_tiles, batch * w_tiles, n_prog_w, d, width, col,
                 C=channels, BT=W_TILE, N_ITER=w_iter)
