@@ -115,6 +115,7 @@ def main() -> None:
         return
     fs.W_PROGRAMS = args.get("w_programs", fs.W_PROGRAMS)
     fs.W_COLUMN_BLOCKS = args.get("w_blocks", fs.W_COLUMN_BLOCKS)
+    fs.PRE_HOIST = args.get("pre_hoist", fs.PRE_HOIST)
     if args.get("tile"):
         fs.BLOCK_T = args["tile"]
     if args.get("bounds"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from wavediff.nn.denoiser import Denoiser, DenoiserConfig, upsample_strides
+from wavediff.nn.denoiser import ConditionUpsampler, Denoiser, DenoiserConfig, upsample_strides
 from wavediff.nn.fused_stack import fused_stack_supported
 
 HELPER = Path(__file__).with_name("_fused_stack_case.py")
@@ -40,9 +40,10 @@ CASES = {
     # every address each kernel touches checked against the tensors it was given, 32-step tiles
     "64 channels, bounds checked": dict(layers=10, channels=64, cycle=10, cond=80, batch=2, length=300,
                                         tile=32, w_programs=5, bounds=True),
-    "64 channels, bounds checked, weight gradient over all columns": dict(
+    # the other autotuning choices: weight gradient over all columns, pre-gradient weights hoisted
+    "64 channels, bounds checked, the other kernel variants": dict(
         layers=2, channels=64, cycle=2, cond=80, batch=2, length=100, tile=32, w_programs=2, w_blocks=1,
-        bounds=True),
+        pre_hoist=True, bounds=True),
 }
 
 
@@ -81,6 +82,23 @@ def test_fused_upsampler_matches_stages_in_float64(name):
     assert len(errors) == 2 + 2 * stages, sorted(errors)  # output, the mel's gradient, weight + bias per stage
     bad = {k: v for k, v in errors.items() if not v <= TOL}
     assert not bad, bad
+
+
+def test_upsampler_strides_above_16_run_the_stages_own_code(monkeypatch):
+    """The kernels' tiles are sized for strides up to 16; a stride of 17 (its own stage) is left to the
+    module's own code even where the fused stack runs (``fused_dtype`` given)."""
+    import wavediff.nn.fused_upsampler as fu
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fused upsampler ran")
+
+    monkeypatch.setattr(fu, "fused_upsample", refuse)
+    up = ConditionUpsampler(34)
+    assert up.strides == (17, 2)
+    cond = torch.randn(1, 4, 3)
+    torch.testing.assert_close(up(cond, torch.float32), up(cond))
+    with pytest.raises(AssertionError, match="fused upsampler ran"):
+        ConditionUpsampler(32)(cond, torch.float32)
 
 
 def test_fused_stack_supported_only_where_it_applies(monkeypatch):

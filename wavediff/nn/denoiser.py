@@ -265,8 +265,10 @@ class ConditionUpsampler(nn.Module):
         """cond [B, C, N] -> [B, C, N * factor], stored time-major (a [B, C, L] view of [B, L, C]).
 
         With ``fused_dtype`` (where :class:`Denoiser` runs its fused residual stack) each stage runs as
-        the Triton kernels of :mod:`wavediff.nn.fused_upsampler`, its output in that dtype."""
-        if fused_dtype is not None and self.strides:
+        the Triton kernels of :mod:`wavediff.nn.fused_upsampler`, its output in that dtype, when no
+        stride exceeds 16 (the tiles the kernels were sized for; a prime factor above 16 gets a stage
+        of its own and runs here)."""
+        if fused_dtype is not None and self.strides and max(self.strides) <= MAX_STAGE_STRIDE:
             from .fused_upsampler import fused_upsample
 
             return fused_upsample(self.stages, self.strides, cond, fused_dtype)

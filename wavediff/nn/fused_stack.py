@@ -69,6 +69,7 @@ MAX_TILE = 128  # the largest tile of any configuration
 W_TILE = 64  # time steps per tile of the weight-gradient kernel
 W_PROGRAMS = 1056  # programs of the weight-gradient kernel (each writes one [3, C, 2C] partial sum)
 W_COLUMN_BLOCKS = 2  # the weight-gradient kernel's column blocks under the interpreter (on a GPU autotuned)
+PRE_HOIST = False  # the pre-gradient kernel's weights loaded once per program, under the interpreter (ditto)
 PRE_PROGRAMS = 2048  # about this many programs of the pre-gradient kernel (each writes one [C, 2C] partial sum)
 
 
@@ -162,9 +163,11 @@ if triton is not None:
         pre_ptr, d_ptr, gsk_ptr, wo_ptr,  # inputs
         g_ptr, part_vec_ptr, part_wo_ptr,  # outputs
         L, rows_per_chunk, n_chunks, dil, g_stride, g_col,
-        C: tl.constexpr, BT: tl.constexpr, HAS_D: tl.constexpr,
+        C: tl.constexpr, BT: tl.constexpr, HAS_D: tl.constexpr, HOIST: tl.constexpr,
     ):
-        """Program (chunk, b) loops over the tiles of rows [chunk * rows_per_chunk, + rows_per_chunk)."""
+        """Program (chunk, b) loops over the tiles of rows [chunk * rows_per_chunk, + rows_per_chunk).
+        HOIST: the output projection's two [C, C] weight blocks are loaded once, before the loop (more
+        registers), instead of next to each tile's products (more loads)."""
         chunk = tl.program_id(0)
         b = tl.program_id(1).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
         ch = tl.arange(0, C)
@@ -181,6 +184,9 @@ if triton is not None:
         acc_skip = tl.zeros((C, C), dtype=tl.float32)
         # Wo transposed, per half: element (co, ci) = wo[ci, half * C + co]
         w_t = ch[None, :] * (2 * C) + ch[:, None]
+        if HOIST:
+            wo_skip_t = tl.load(wo_ptr + C + w_t)
+            wo_res_t = tl.load(wo_ptr + w_t)
         for it in tl.range(0, rows_per_chunk // BT):  # rows past L load as 0 and add nothing
             t = chunk * rows_per_chunk + it * BT + rows
             m2 = (t < L)[:, None]
@@ -188,7 +194,9 @@ if triton is not None:
             tt = t[None, :]
             sel = ((r16 == 0) | ((r16 == 1) & (tt < dil)) | ((r16 == 2) & (tt >= L - dil))).to(dt)
             gsk = tl.load(gsk_ptr + row * C + ch[None, :], mask=m2, other=0.0)
-            gz = tl.dot(gsk, tl.load(wo_ptr + C + w_t))
+            if not HOIST:
+                wo_skip_t = tl.load(wo_ptr + C + w_t)
+            gz = tl.dot(gsk, wo_skip_t)
             pre2 = tl.load(pre_ptr + row * (2 * C) + c2[None, :], mask=m2, other=0.0).to(tl.float32)
             pg, pf = tl.split(tl.reshape(pre2, (BT, C, 2)))  # gate and filter columns are interleaved
             sg = _sigmoid(pg)
@@ -197,7 +205,9 @@ if triton is not None:
             acc_skip = tl.dot(zt, gsk, acc_skip)
             if HAS_D:
                 dq = tl.load(d_ptr + row * C + ch[None, :], mask=m2, other=0.0)
-                gz += tl.dot(dq, tl.load(wo_ptr + w_t)) * 0.7071067811865476
+                if not HOIST:
+                    wo_res_t = tl.load(wo_ptr + w_t)
+                gz += tl.dot(dq, wo_res_t) * 0.7071067811865476
                 sum_d = tl.dot(sel, dq, sum_d)
                 acc_res = tl.dot(zt, dq, acc_res)
             gq = tl.reshape(tl.join(gz * th * sg * (1.0 - sg), gz * sg * (1.0 - th * th)), (BT, 2 * C)).to(dt)
@@ -320,9 +330,11 @@ def _configs(name: str) -> list[Any]:
         grid = [(128, 1, 1, 8), (128, 1, 1, 4), (128, 1, 2, 4), (64, 1, 1, 4), (64, 1, 2, 4), (64, 2, 1, 4)]
         return [triton.Config({"BT": bt, "TPP": tpp, "KST": kst}, num_warps=w, num_stages=tpp)
                 for bt, tpp, kst, w in grid]
-    if name == "pre":  # (BT, warps, stages)
-        grid = [(32, 4, 3), (32, 4, 2), (64, 4, 2), (32, 8, 3), (64, 8, 2), (128, 8, 2)]
-        return [triton.Config({"BT": bt}, num_warps=w, num_stages=st) for bt, w, st in grid]
+    if name == "pre":  # (BT, warps, stages, HOIST)
+        grid = [(32, 4, 3, False), (32, 4, 2, False), (64, 4, 2, False), (32, 8, 3, False), (64, 8, 2, False),
+                (128, 8, 2, False), (32, 4, 3, True), (32, 4, 2, True), (64, 4, 2, True), (32, 8, 3, True),
+                (64, 8, 2, True)]
+        return [triton.Config({"BT": bt, "HOIST": ho}, num_warps=w, num_stages=st) for bt, w, st, ho in grid]
     # the input-gradient kernel: (BT, TPP, warps)
     grid = [(128, 1, 4), (64, 1, 4), (128, 1, 8), (32, 1, 4), (32, 2, 4), (64, 2, 4)]
     return [triton.Config({"BT": bt, "TPP": tpp}, num_warps=w, num_stages=tpp) for bt, tpp, w in grid]
@@ -337,7 +349,7 @@ def _kernel(name: str) -> Any:
         return _TUNED[name]
     raw = {"fwd": _fwd_kernel, "pre": _bwd_pre_kernel, "x": _bwd_x_kernel, "w": _bwd_w_kernel}[name]
     if _interpreting():
-        meta = {"w": {"NH": W_COLUMN_BLOCKS}, "pre": {"BT": BLOCK_T}, "fwd": {"BT": BLOCK_T, "TPP": 2, "KST": 2}}.get(
+        meta = {"w": {"NH": W_COLUMN_BLOCKS}, "pre": {"BT": BLOCK_T, "HOIST": PRE_HOIST}, "fwd": {"BT": BLOCK_T, "TPP": 2, "KST": 2}}.get(
             name, {"BT": BLOCK_T, "TPP": 2})
 
         def launch(grid: Any, *args: Any, **kwargs: Any) -> None:

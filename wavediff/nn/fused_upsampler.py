@@ -34,6 +34,7 @@ __all__ = ["fused_upsample"]
 SLOPE = 0.4  # leaky_relu's negative slope after every stage (lmnt's)
 FRAMES = 4  # output blocks (input frames) per tile
 MAX_ITERS = 16  # tiles per program of the backward kernel
+WARPS = 4  # warps per program on a GPU
 
 if triton is not None:
 
@@ -159,7 +160,7 @@ if triton is not None:
 
 
 def _launch(kernel: Any, grid: tuple[int, int], *args: Any, **meta: Any) -> None:
-    kernel[grid](*args, **meta, **({} if _interpreting() else {"num_warps": 4}))
+    kernel[grid](*args, **meta, **({} if _interpreting() else {"num_warps": WARPS}))
 
 
 class _Stage(torch.autograd.Function):
