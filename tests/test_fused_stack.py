@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from wavediff.nn.denoiser import ConditionUpsampler, Denoiser, DenoiserConfig, upsample_strides
-from wavediff.nn.fused_stack import fused_stack_supported
+from wavediff.nn.fused_stack import fast_gate, fused_stack_supported
 
 HELPER = Path(__file__).with_name("_fused_stack_case.py")
 TOL = 2e-4  # float32 against float64, relative to each tensor's largest value
@@ -99,6 +99,17 @@ def test_upsampler_strides_above_16_run_the_stages_own_code(monkeypatch):
     torch.testing.assert_close(up(cond, torch.float32), up(cond))
     with pytest.raises(AssertionError, match="fused upsampler ran"):
         ConditionUpsampler(32)(cond, torch.float32)
+
+
+def test_fast_gate_on_a_gpu_unless_turned_off(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv("WAVEDIFF_FAST_GATE", raising=False)
+    assert fast_gate()
+    monkeypatch.setenv("WAVEDIFF_FAST_GATE", "0")
+    assert not fast_gate()
+    monkeypatch.setenv("WAVEDIFF_FAST_GATE", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the interpreter cannot run the PTX instruction
+    assert not fast_gate()
 
 
 def test_fused_stack_supported_only_where_it_applies(monkeypatch):

@@ -38,6 +38,13 @@ The conditioner's weight gradient and the gradient of the conditioner itself are
 product over ``G`` for all layers at once. Partial sums are reduced with ``torch.sum``, so results
 are deterministic.
 
+On a GPU both kernels that evaluate the gate take σ and tanh as one ``tanh.approx.f32`` each, σ(x) =
+(1 + tanh(x / 2)) / 2 (:func:`_gate`; relative error ≈ 2^-11, the precision of float16, which
+lmnt-com/diffwave's fp16 mode computes them in). The exact forms, 1 / (1 + e^-x) with an IEEE division,
+had made the stack's kernels issue-bound: the step of DiffWave-base at batch 384 on an H200 went from
+1,051-1,065 to 1,190 audio s/s (``benchmarks/README.md``, session 12). ``WAVEDIFF_FAST_GATE=0`` keeps
+the exact forms; Triton's interpreter (the tests) always does.
+
 Tile sizes, tiles per program, pipeline stages and warps are autotuned per kernel on the first call
 (:func:`_configs`: 40 compiled variants in all); ``benchmarks/fused_kernel_sweep.py`` prints what
 each configuration measured.
@@ -62,7 +69,7 @@ except ImportError:  # pragma: no cover - exercised where triton is absent
     triton = None
     tl = None
 
-__all__ = ["fused_stack_supported", "fused_residual_stack", "tuned_configs"]
+__all__ = ["fast_gate", "fused_stack_supported", "fused_residual_stack", "tuned_configs"]
 
 BLOCK_T = 64  # time steps per tile under the interpreter; on a GPU autotuned (see _configs)
 MAX_TILE = 128  # the largest tile of any configuration
@@ -75,6 +82,12 @@ PRE_PROGRAMS = 2048  # about this many programs of the pre-gradient kernel (each
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def fast_gate() -> bool:
+    """Whether the kernels take the gate's σ and tanh as one ``tanh.approx.f32`` each (:func:`_gate`): on a
+    GPU unless ``WAVEDIFF_FAST_GATE=0``; never under Triton's interpreter, which cannot run PTX."""
+    return not _interpreting() and os.environ.get("WAVEDIFF_FAST_GATE", "1") != "0"
 
 
 SUPPORTED_CHANNELS = (16, 32, 64)  # residual channels; 64 with 80 mel bins is what ran on a GPU
@@ -103,12 +116,27 @@ if triton is not None:
         return 1.0 / (1.0 + tl.exp(-x))
 
     @triton.jit
+    def _tanh_approx(x):
+        return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+
+    @triton.jit
+    def _gate(pg, pf, FAST: tl.constexpr):
+        """σ(pg) and tanh(pf) in float32. FAST (on a GPU): one ``tanh.approx.f32`` each, σ(x) =
+        (1 + tanh(x / 2)) / 2 (relative error ≈ 2^-11, an eighth of bfloat16's rounding); otherwise
+        (Triton's interpreter) exact, as 1 / (1 + e^-x) and 2σ(2x) − 1."""
+        if FAST:
+            return 0.5 * _tanh_approx(0.5 * pg) + 0.5, _tanh_approx(pf)
+        else:
+            return _sigmoid(pg), 2.0 * _sigmoid(2.0 * pf) - 1.0
+
+    @triton.jit
     def _fwd_kernel(
         x_ptr, cond_ptr, sw_ptr, wd_ptr, b_ptr, wc_ptr, wo_ptr, bo_ptr,  # inputs
         out_ptr, pre_ptr, z_ptr,  # outputs
         L, dil, CC, z_stride, z_col,
         C: tl.constexpr, CA: tl.constexpr, CB: tl.constexpr, BT: tl.constexpr, TPP: tl.constexpr,
-        KST: tl.constexpr, WRITE_OUT: tl.constexpr, WRITE_PRE: tl.constexpr,
+        KST: tl.constexpr, WRITE_OUT: tl.constexpr, WRITE_PRE: tl.constexpr, FAST: tl.constexpr,
     ):
         chunk = tl.program_id(0)
         b = tl.program_id(1).to(tl.int64)  # int64 offsets: B * L * width passes 2^31
@@ -149,7 +177,8 @@ if triton is not None:
                 tl.store(pre_ptr + b * L * 2 * C + t[:, None] * (2 * C) + c2[None, :], acc.to(dt), mask=tile_mask)
             # interleaved columns: the gate and filter of channel c sit side by side (a split in registers)
             pg, pf = tl.split(tl.reshape(acc, (BT, C, 2)))
-            zq = (_sigmoid(pg) * (2.0 * _sigmoid(2.0 * pf) - 1.0)).to(dt)
+            sg, th = _gate(pg, pf, FAST)
+            zq = (sg * th).to(dt)
             tl.store(z_ptr + (b * L + t[:, None]) * z_stride + z_col + ch[None, :], zq, mask=tile_mask)
             if WRITE_OUT:
                 xc = tl.load(x_base + t[:, None] * C + ch[None, :], mask=tile_mask, other=0.0)
@@ -163,7 +192,7 @@ if triton is not None:
         pre_ptr, d_ptr, gsk_ptr, wo_ptr,  # inputs
         g_ptr, part_vec_ptr, part_wo_ptr,  # outputs
         L, rows_per_chunk, n_chunks, dil, g_stride, g_col,
-        C: tl.constexpr, BT: tl.constexpr, HAS_D: tl.constexpr, HOIST: tl.constexpr,
+        C: tl.constexpr, BT: tl.constexpr, HAS_D: tl.constexpr, HOIST: tl.constexpr, FAST: tl.constexpr,
     ):
         """Program (chunk, b) loops over the tiles of rows [chunk * rows_per_chunk, + rows_per_chunk).
         HOIST: the output projection's two [C, C] weight blocks are loaded once, before the loop (more
@@ -199,8 +228,7 @@ if triton is not None:
             gz = tl.dot(gsk, wo_skip_t)
             pre2 = tl.load(pre_ptr + row * (2 * C) + c2[None, :], mask=m2, other=0.0).to(tl.float32)
             pg, pf = tl.split(tl.reshape(pre2, (BT, C, 2)))  # gate and filter columns are interleaved
-            sg = _sigmoid(pg)
-            th = 2.0 * _sigmoid(2.0 * pf) - 1.0
+            sg, th = _gate(pg, pf, FAST)
             zt = tl.trans((sg * th).to(dt))  # the layer's z, recomputed (0 on rows past L): [C, BT]
             acc_skip = tl.dot(zt, gsk, acc_skip)
             if HAS_D:
@@ -408,6 +436,7 @@ class _FusedStack(torch.autograd.Function):
         pre = torch.empty(n_layers if save else 1, batch, length, 2 * channels, device=h0.device, dtype=dt)
         inputs = [h0.contiguous()]
         fwd = _kernel("fwd")
+        fast = ctx.fast = fast_gate()
         ca, cb = _cond_blocks(cc)
         for i, d in enumerate(dilations):
             last = i == n_layers - 1
@@ -416,7 +445,7 @@ class _FusedStack(torch.autograd.Function):
                 inputs[-1], cond, sw[i], wd_q[i], bias32[i], wc_q[i], wo_q[i], bo32[i],
                 out, pre[i if save else 0], z_all,
                 length, d, cc, n_layers * channels, i * channels,
-                C=channels, CA=ca, CB=cb, WRITE_OUT=not last, WRITE_PRE=save)
+                C=channels, CA=ca, CB=cb, WRITE_OUT=not last, WRITE_PRE=save, FAST=fast)
             if not last:
                 inputs.append(out)
         # skip sum: Σ_i z_i Wo_skip_i + bo_skip_i as one product over all layers
@@ -459,6 +488,7 @@ class _FusedStack(torch.autograd.Function):
         vecs = torch.empty(n_layers, batch, 7 * channels, device=dev, dtype=f32)
         d_bo[:, channels:] = g_skip.sum((0, 1), dtype=f32)
         pre_k, x_k, w_k = _kernel("pre"), _kernel("x"), _kernel("w")
+        fast = ctx.fast  # the backward recomputes the gate as the forward took it
         grad = None  # gradient of the current layer's output (None for the last layer)
         for i in reversed(range(n_layers)):
             d = dilations[i]
@@ -468,7 +498,8 @@ class _FusedStack(torch.autograd.Function):
             # residual half is 0: its residual output is unused)
             pre_k(lambda m: (n_chunks, batch),
                   pre[i], grad if has_d else gsk, gsk, wo_q[i], g_all, part_vec, part_wo,
-                  length, rows_per_chunk, n_chunks, d, width, col, C=channels, HAS_D=has_d)
+                  length, rows_per_chunk, n_chunks, d, width, col, C=channels, HAS_D=has_d,
+                  FAST=fast)
             w_k(lambda m: (n_prog_w, m["NH"]),
                 inputs[i], g_all, part_w,
                 length, w_tiles, batch * w_tiles, n_prog_w, d, width, col,
