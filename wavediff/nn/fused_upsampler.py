@@ -7,18 +7,20 @@ for output block ``n`` (samples ``n s + j - s // 2``, ``j < s``) and bin ``f``
     y[n s + j - s // 2, f] = lrelu(b + Σ_kh w[kh, j] x[n, f + 1 - kh] + w[kh, s + j] x[n - 1, f + 1 - kh])
 
 with x zero outside its frames and bins. Each stage is one forward kernel that writes its time-major
-``[B, N s, C]`` output once, and one backward kernel that reads the output's gradient once (its three
-bin-shifted views come from the cache) and gives the input's gradient and per-program partial sums of
-the weight and bias gradients (reduced with ``torch.sum``, so results are deterministic).
+``[B, N s, C]`` output once. Backward, :func:`_up_bwd_kernel` reads the output's gradient once, without
+shifts, and takes per-program partial sums of the weight and bias gradients (reduced with
+``torch.sum``, so results are deterministic) and a 6-row summary ``E`` per frame, each as a small
+tensor-core product; :func:`_up_dx_kernel` turns ``E`` into the input's gradient.
 
 At DiffWave-base's training sizes the last stage writes 325 M values per batch of 256 crops. Run as
 :func:`~wavediff.nn.denoiser._transposed_stage` does it, through a matrix product with a 6-deep inner
 dimension plus padding, concatenation, cropping and bias passes, its forward and backward took ≈ 9 ms
 of a 188-ms step on an H200 (``benchmarks/README.md``, session 9).
 
-Used by :class:`~wavediff.nn.denoiser.Denoiser` exactly where the fused residual stack runs
+Used by :class:`~wavediff.nn.denoiser.Denoiser` where the fused residual stack runs
 (:func:`~wavediff.nn.fused_stack.fused_stack_supported`: training on a CUDA device, or on the CPU under
-Triton's interpreter in the tests).
+Triton's interpreter in the tests) and every stride is at most 16 (the tile sizes below; 8 frames per
+tile already asked for more shared memory than an H200 has).
 """
 
 from __future__ import annotations
