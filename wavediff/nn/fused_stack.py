@@ -46,7 +46,7 @@ had made the stack's kernels issue-bound: the step of DiffWave-base at batch 384
 the exact forms; Triton's interpreter (the tests) always does.
 
 Tile sizes, tiles per program, pipeline stages and warps are autotuned per kernel on the first call
-(:func:`_configs`: 40 compiled variants in all); ``benchmarks/fused_kernel_sweep.py`` prints what
+(:func:`_configs`: 50 compiled variants in all); ``benchmarks/fused_kernel_sweep.py`` prints what
 each configuration measured.
 
 Used by :class:`Denoiser` when training on a CUDA device with Triton installed, for power-of-two
