@@ -208,6 +208,7 @@ class _Stage(torch.autograd.Function):
         return dx, d_w, d_b, None, None
 
 
+@torch.compiler.disable  # under torch.compile: a graph break, as for the fused residual stack
 def fused_upsample(stages: Sequence[Any], strides: Sequence[int], cond: torch.Tensor,
                    dtype: torch.dtype) -> torch.Tensor:
     """:class:`~wavediff.nn.denoiser.ConditionUpsampler`'s stages on cond [B, C, N] -> [B, C, N·Πs],
