@@ -91,7 +91,7 @@ if triton is not None:
         :func:`_up_dx_kernel` takes dx[m, h] = Σ_kh E[m, kh, h - 1 + kh] + E[m + 1, 3 + kh, h - 1 + kh]."""
         chunk = tl.program_id(0)
         b = tl.program_id(1).to(tl.int64)
-        dt = e_ptr.dtype.element_ty  # the products' operand dtype (x's)
+        dt = x_ptr.dtype.element_ty  # the products' operand dtype
         x_base = x_ptr + b * N * C
         y_base = b * N * S * C
         # D as [j, (m, f)] and the shifted x as [(m, f), c]: c < 3 x[m, f + 1 - c], 3 <= c < 6 x[m - 1, f + 4 - c]
@@ -194,7 +194,8 @@ class _Stage(torch.autograd.Function):
         iters = min(MAX_ITERS, _next_pow2(ctx.n_blocks))
         n_chunks = triton.cdiv(ctx.n_blocks, iters)
         part = torch.empty(batch * n_chunks, 6 * stride + 1, device=x.device, dtype=torch.float32)
-        e = torch.empty(batch, frames + 1, 6, bins, device=x.device, dtype=x.dtype) if need_dx else part
+        # E (written only for the input's gradient; otherwise x stands in as a pointer never stored to)
+        e = torch.empty(batch, frames + 1, 6, bins, device=x.device, dtype=x.dtype) if need_dx else x
         meta = dict(ctx.meta, SPM=max(16, ctx.meta["SP"]))
         _launch(_up_bwd_kernel, (n_chunks, batch), x, y, dy.contiguous(), w, e, part,
                 frames, bins, stride, stride // 2, n_chunks, NEED_DX=need_dx, ITERS=iters, **meta)
