@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from wavediff.audio import PRESETS, MelConfig, MelSpectrogram, griffin_lim, validate_mel
+from wavediff.audio import PRESETS, MelConfig, MelSpectrogram, griffin_lim, match_mel, validate_mel
 from wavediff.audio.mel import mel_basis_np
 
 SR = 22050
@@ -425,3 +425,87 @@ def test_griffin_lim_rejects_bad_input() -> None:
         griffin_lim(torch.zeros(80, 10), cfg, n_iter=-1)
     with pytest.raises(ValueError, match="momentum"):
         griffin_lim(torch.zeros(80, 10), cfg, momentum=1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# match_mel: a waveform's spectrum rescaled until its mel is a given one
+# --------------------------------------------------------------------------------------------------
+
+
+def _relative_mel_error(extract, wav, mel, inner) -> float:
+    got = extract(wav)
+    return float((got[:, inner] - mel[:, inner]).abs().mean() / (mel.amax() - mel.amin()))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_match_mel_gives_noise_the_target_mel(preset: str) -> None:
+    cfg = MelConfig.from_preset(preset)
+    extract = MelSpectrogram(cfg)
+    mel = extract(_harmonic(cfg.hop_length * 120, cfg.sample_rate))
+    noise = 0.05 * torch.randn(mel.shape[-1] * cfg.hop_length, generator=torch.Generator().manual_seed(0))
+    inner = slice(2, mel.shape[-1] - 2)
+    errors = [_relative_mel_error(extract, match_mel(noise, mel, cfg, n_iter=n), mel, inner) for n in (0, 1, 4, 16)]
+    # each round brings the mel closer: white noise's mel is far from a harmonic series', 16 rounds
+    # leave a few per cent of the mel's range (the bins within a band are not independent of each
+    # other after overlap-add, so it converges rather than lands)
+    assert errors[0] > 0.15 and errors[3] < 0.03 and errors[0] > errors[1] > errors[2] > errors[3]
+    out = match_mel(noise, mel, cfg, n_iter=4)
+    assert out.shape == noise.shape and out.dtype == torch.float32
+    assert torch.equal(match_mel(noise, mel, cfg, n_iter=0), noise)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_match_mel_restores_gain_and_leaves_a_matching_waveform_alone(preset: str) -> None:
+    """Closed forms: a waveform whose mel is the target is a fixed point, and one that is only too
+    quiet by a constant factor is scaled back by it in one round (the ratio is the same in every
+    band), up to the edge frames, which see reflect padding."""
+    cfg = MelConfig.from_preset(preset)
+    extract = MelSpectrogram(cfg)
+    wav = _harmonic(cfg.hop_length * 80, cfg.sample_rate)
+    mel = extract(wav)
+    inner = slice(4 * cfg.hop_length, -4 * cfg.hop_length)
+    same = match_mel(wav, mel, cfg, n_iter=3)
+    assert torch.allclose(same[inner], wav[inner], atol=1e-4 * wav.abs().max())
+    louder = match_mel(0.25 * wav, mel, cfg, n_iter=1)
+    assert torch.allclose(louder[inner], wav[inner], atol=1e-3 * wav.abs().max())
+
+
+def test_match_mel_silences_what_the_mel_calls_silent() -> None:
+    cfg = MelConfig.hifigan()
+    extract = MelSpectrogram(cfg)
+    wav = _harmonic(cfg.hop_length * 80, cfg.sample_rate)
+    quiet = slice(30 * cfg.hop_length, 50 * cfg.hop_length)
+    target_wav = wav.clone()
+    target_wav[quiet] = 0.0
+    mel = extract(target_wav)  # frames 33..46 sit at the convention's floor
+    out = match_mel(wav, mel, cfg, n_iter=8)
+    core = slice(34 * cfg.hop_length, 46 * cfg.hop_length)
+    # the harmonic series inside the pause drops by more than 40 dB; the rest keeps its level
+    assert out[core].pow(2).mean() < 1e-4 * wav[core].pow(2).mean()
+    keep = slice(5 * cfg.hop_length, 25 * cfg.hop_length)
+    assert torch.allclose(out[keep].pow(2).mean(), wav[keep].pow(2).mean(), rtol=0.02)
+
+
+def test_match_mel_chunks_batches_and_errors() -> None:
+    cfg = MelConfig.hifigan()
+    extract = MelSpectrogram(cfg)
+    g = torch.Generator().manual_seed(3)
+    wav = 0.1 * torch.randn(2, 200 * cfg.hop_length, generator=g)
+    mel = extract(_harmonic(200 * cfg.hop_length, cfg.sample_rate)).expand(2, -1, -1)
+    whole = match_mel(wav, mel, cfg, n_iter=4, chunk_frames=None)
+    # chunks of 30 frames with enough context each side: the same samples (each frame's FFT is the
+    # same computation whatever the chunk)
+    assert torch.allclose(match_mel(wav, mel, cfg, n_iter=4, chunk_frames=30), whole, atol=1e-6)
+    assert torch.allclose(match_mel(wav[1], mel[1], cfg, n_iter=4), whole[1], atol=1e-6)
+    # a mel shorter than the waveform: the frames it lacks are left alone
+    short = match_mel(wav[0], mel[0, :, :100], cfg, n_iter=2)
+    tail = slice(110 * cfg.hop_length, None)
+    assert torch.allclose(short[tail], wav[0, tail], atol=1e-6)
+    with pytest.raises(ValueError, match="n_iter"):
+        match_mel(wav[0], mel[0], cfg, n_iter=-1)
+    with pytest.raises(ValueError, match="chunk_frames"):
+        match_mel(wav[0], mel[0], cfg, chunk_frames=0)
+    with pytest.raises(ValueError, match=r"match_mel needs wav \[L\] with mel \[80, F\]"):
+        match_mel(wav[0], mel[0, :40], cfg)
+    with pytest.raises(ValueError, match="match_mel needs at least"):
+        match_mel(wav[0, :300], mel[0, :, :2], cfg)

@@ -387,12 +387,7 @@ class MelSpectrogram(torch.nn.Module):
 
     def compress(self, mel: torch.Tensor) -> torch.Tensor:
         """Linear mel energies -> the convention's compressed values (same shape)."""
-        cfg = self.config
-        mel = torch.clamp(mel, min=cfg.clamp_min)
-        if cfg.compression == "ln":
-            return torch.log(mel)
-        db = 20.0 * torch.log10(mel) - _DIFFWAVE_REF_DB
-        return torch.clamp((db + _DIFFWAVE_RANGE_DB) / _DIFFWAVE_RANGE_DB, 0.0, 1.0)
+        return compress_mel(mel, self.config)
 
     def decompress(self, mel: torch.Tensor) -> torch.Tensor:
         """Compressed mel -> linear mel magnitudes (inverse of :meth:`compress` above the floor)."""
@@ -409,6 +404,15 @@ class MelSpectrogram(torch.nn.Module):
         mel = self.compress(torch.matmul(basis, spec))  # [B, n_mels, frames]
         mel = mel.to(out_dtype)
         return mel.squeeze(0) if squeeze else mel
+
+
+def compress_mel(mel: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """Linear mel magnitudes -> ``config``'s compressed values (same shape), clamped as the convention clamps."""
+    mel = torch.clamp(mel, min=config.clamp_min)
+    if config.compression == "ln":
+        return torch.log(mel)
+    db = 20.0 * torch.log10(mel) - _DIFFWAVE_REF_DB
+    return torch.clamp((db + _DIFFWAVE_RANGE_DB) / _DIFFWAVE_RANGE_DB, 0.0, 1.0)
 
 
 def decompress_mel(mel: torch.Tensor, config: MelConfig) -> torch.Tensor:
@@ -481,6 +485,108 @@ def griffin_lim(
     if offset:
         wav = F.pad(wav, (offset, 0))[..., :length]
     return wav[0] if squeeze else wav
+
+
+def match_mel(
+    wav: torch.Tensor,
+    mel: torch.Tensor,
+    config: MelConfig,
+    n_iter: int = 16,
+    chunk_frames: int | None = 2048,
+) -> torch.Tensor:
+    """Rescale ``wav``'s spectrum so that its mel under ``config`` becomes ``mel``; keep its phase
+    and its detail within each mel band.
+
+    Each iteration takes the STFT of the waveform (``config``'s window and hop, frames placed where
+    the convention puts them), computes its mel, and multiplies every STFT bin by the ratio of the
+    target mel to that mel, spread from the bands to the bins through the filter bank (each bin's
+    weighted mean of its bands' ratios; bins below ``fmin`` or above ``fmax`` take the nearest band's),
+    then resynthesises by overlap-add. A vocoder's output keeps its harmonics and phase and loses
+    what its mel does not have: noise in pauses and between formants, a wrong loudness. Values at the
+    convention's floor (or ceiling) count as "at most" (or "at least") that value. Griffin-Lim
+    estimates phase for a magnitude; this corrects the magnitude of a waveform that already has one.
+
+    wav [L] or [B, L]; mel [n_mels, F] or [B, n_mels, F] in ``config``'s convention (frames past the
+    waveform's are ignored; the waveform's frames past the mel's are left alone); float32 out, same
+    shape as ``wav``. Each output sample depends on the input within ``n_iter · n_fft / hop`` frames,
+    so long inputs are processed in chunks of ``chunk_frames`` frames with that much context each
+    side (None: in one piece), which changes the result only by rounding."""
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
+        raise ValueError(f"n_iter must be an int >= 0, got {n_iter!r}")
+    if chunk_frames is not None and (isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1):
+        raise ValueError(f"chunk_frames must be a positive int or None, got {chunk_frames!r}")
+    wav, mel = torch.as_tensor(wav), torch.as_tensor(mel)
+    squeeze = wav.dim() == 1
+    if squeeze:
+        wav, mel = wav.unsqueeze(0), (mel.unsqueeze(0) if mel.dim() == 2 else mel)
+    if wav.dim() != 2 or mel.dim() != 3 or mel.shape[1] != config.n_mels or mel.shape[0] != wav.shape[0]:
+        raise ValueError(
+            f"match_mel needs wav [L] with mel [{config.n_mels}, F], or wav [B, L] with mel [B, {config.n_mels}, F]; "
+            f"got {tuple(wav.shape)} and {tuple(mel.shape)}"
+        )
+    wav, mel = wav.float(), mel.float().to(wav.device)
+    if n_iter == 0:
+        return wav[0] if squeeze else wav
+    if wav.shape[-1] < config.min_samples:
+        raise ValueError(f"match_mel needs at least {config.min_samples} samples, got {wav.shape[-1]}")
+    hop = config.hop_length
+    frames = min(mel.shape[-1], config.frames_for(wav.shape[-1]))
+    context = n_iter * math.ceil(config.n_fft / hop) + 1
+    if chunk_frames is None or frames <= chunk_frames + 2 * context:
+        out = _match_mel_piece(wav, mel[..., :frames], config, n_iter)
+    else:
+        pieces = []
+        for start in range(0, frames, chunk_frames):
+            stop = min(start + chunk_frames, frames)
+            lo, hi = max(start - context, 0), min(stop + context, frames)
+            s_lo = lo * hop
+            s_hi = wav.shape[-1] if hi == frames else hi * hop
+            piece = _match_mel_piece(wav[:, s_lo:s_hi], mel[..., lo:hi], config, n_iter)
+            a = (start - lo) * hop
+            b = piece.shape[-1] if stop == frames else (stop - lo) * hop
+            pieces.append(piece[:, a:b])
+        out = torch.cat(pieces, dim=-1)
+    return out[0] if squeeze else out
+
+
+def _match_mel_piece(wav: torch.Tensor, mel: torch.Tensor, config: MelConfig, n_iter: int) -> torch.Tensor:
+    """match_mel on one piece: wav [B, L], mel [B, n_mels, F] with F <= the piece's frame count.
+
+    The frames are the convention's own (its reflect padding, then frames every hop), so that the
+    mel measured here is exactly :class:`MelSpectrogram`'s, edges included; resynthesis is the
+    weighted overlap-add that inverts such an STFT."""
+    device, length = wav.device, wav.shape[-1]
+    n_fft, hop, frames, pad = config.n_fft, config.hop_length, mel.shape[-1], config.pad_each_side
+    basis = torch.from_numpy(mel_basis_np(config)).to(device=device, dtype=torch.float32)  # [M, K]
+    weight = basis.sum(0)  # [K]: how much of each bin the bands see
+    seen = (weight > weight.max() * 1e-3).nonzero().flatten()
+    first, last = int(seen[0]), int(seen[-1])
+    window = torch.zeros(n_fft, device=device)
+    lo = (n_fft - config.win_length) // 2  # torch.stft centres a shorter window in the frame
+    window[lo : lo + config.win_length] = torch.hann_window(config.win_length, periodic=True, device=device)
+    scale = window.pow(2).sum().sqrt() if config.stft_normalized else 1.0
+    padded = length + 2 * pad
+    count = 1 + (padded - n_fft) // hop  # frames of the padded signal, as torch.stft(center=False) makes them
+
+    def overlap_add(chunks: torch.Tensor) -> torch.Tensor:  # [B, n_fft, count] -> [B, padded]
+        out = F.fold(chunks, output_size=(1, padded), kernel_size=(1, n_fft), stride=(1, hop))
+        return out.reshape(chunks.shape[0], padded)
+
+    envelope = overlap_add(window.pow(2)[None, :, None].expand(1, n_fft, count))[0, pad : pad + length]  # > 0 inside
+    target = decompress_mel(mel, config)  # [B, M, F], at the convention's floor where it is there
+    x = wav
+    for _ in range(n_iter):
+        padded_x = F.pad(x.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+        spec = torch.stft(padded_x, n_fft, hop, n_fft, window, center=False, return_complex=True)  # [B, K, count]
+        mag = torch.sqrt(spec.real.square() + spec.imag.square() + config.mag_eps) / scale
+        current = decompress_mel(compress_mel(basis @ mag[..., :frames], config), config)  # clamped as the convention does
+        ratio = basis.T @ (target / current) / weight.clamp(min=1e-12)[:, None]  # [B, K, F]
+        ratio[:, :first] = ratio[:, first : first + 1]
+        ratio[:, last + 1 :] = ratio[:, last : last + 1]
+        ratio = F.pad(ratio, (0, count - frames), value=1.0)
+        rebuilt = torch.fft.irfft(spec * ratio, n=n_fft, dim=1) * window[:, None]  # [B, n_fft, count]
+        x = overlap_add(rebuilt)[:, pad : pad + length] / envelope
+    return x
 
 
 # --------------------------------------------------------------------------------------------------
