@@ -205,6 +205,18 @@ def test_vocode_wav_npy_both_orientations_and_a_folder(tmp_path, trained, corpus
         r = _run("vocode", str(tmp_path / f"{name}.npy"), "-o", str(tmp_path / f"{name}.wav"), "--checkpoint", str(exp), "--steps", "3", "--mel-preset", "hifigan")
         assert r.returncode == 0, r.stderr
         assert sf.info(tmp_path / f"{name}.wav").frames == 30 * 256
+    # --mel-match: the same sample, its mel brought to the input's (here a flat -6 mel)
+    from wavediff.audio import MelConfig, MelSpectrogram
+
+    extract = MelSpectrogram(MelConfig.hifigan())
+    errors = []
+    for n in ("0", "8"):
+        out = tmp_path / f"m{n}.wav"
+        r = _run("vocode", str(tmp_path / "a.npy"), "-o", str(out), "--checkpoint", str(exp), "--seed", "0", "--mel-match", n)
+        assert r.returncode == 0, r.stderr
+        got = extract(torch.from_numpy(sf.read(out, dtype="float32")[0]))
+        errors.append(float((got[:, 2:-2] - torch.from_numpy(mel)[:, 2:-2]).abs().mean()))
+    assert errors[1] < 0.5 * errors[0], errors
     # a folder with one bad file: the others are written, the bad one is named, exit 1
     in_dir, out_dir = tmp_path / "in", tmp_path / "out"
     in_dir.mkdir()
@@ -222,6 +234,7 @@ def test_vocode_wav_npy_both_orientations_and_a_folder(tmp_path, trained, corpus
         (["vocode", "in.npy"], "-o OUT.wav"),
         (["vocode", "in.npy", "-o", "x.wav", "--mel-preset", "diffwave"], "expects 'hifigan'"),
         (["vocode", "in.npy", "-o", "x.wav", "--steps", "0"], "--steps"),
+        (["vocode", "in.npy", "-o", "x.wav", "--mel-match", "-1"], "--mel-match must be >= 0"),
         (["vocode", "nan.npy", "-o", "x.wav"], "NaN"),
         (["vocode", "bins.npy", "-o", "x.wav"], "80"),
     ],

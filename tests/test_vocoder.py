@@ -5,7 +5,7 @@ import torch
 from diffwave.model import DiffWave
 from diffwave.params import AttrDict, params as lmnt_base_params
 
-from wavediff.audio import MelConfig, decompress_mel
+from wavediff.audio import MelConfig, decompress_mel, match_mel
 from wavediff.convert import convert_lmnt_checkpoint, lmnt_reference_predict
 from wavediff.device import native_bf16
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS
@@ -13,7 +13,7 @@ from wavediff.nn import DenoiserConfig
 from wavediff.eval.spectral import mrstft_distance
 from wavediff.pipelines import InferLossConfig, PriorConfig, Vocoder, VocoderConfig, VocoderLoss, X0LossConfig
 from wavediff.pipelines.schedule_search import search_schedule
-from wavediff.pipelines.vocoder import default_fast_betas
+from wavediff.pipelines.vocoder import InferenceConfig, default_fast_betas
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +279,34 @@ def test_prior_leaves_little_signal_at_the_fast_schedules_start(level, low_snr):
     alpha_bar_start = float(np.prod(1 - np.array(DIFFWAVE_FAST_BETAS)))
     snr = alpha_bar_start * y0.pow(2).mean().item() / (1 - alpha_bar_start)
     assert (snr < 0.01) if low_snr else (snr > 0.05), snr
+
+
+def test_mel_match_is_match_mel_on_the_sampled_output_and_brings_the_mel_closer(tmp_path):
+    v = _tiny()
+    mel = v.mel(_speechy())[..., :40]
+    plain = v(mel, seed=0, mel_match=0)
+    matched = v(mel, seed=0, mel_match=4)
+    torch.testing.assert_close(matched, match_mel(plain, mel, v.config.mel, n_iter=4))
+    inner = slice(2, 38)
+    error = lambda wav: (v.mel(wav)[..., inner] - mel[..., inner]).abs().mean()  # noqa: E731
+    assert error(matched) < 0.5 * error(plain)  # an untrained network: far from the mel until matched
+    # the checkpoint's setting is the default; a call's own setting wins; lengths still zero the padding
+    v.config.inference.mel_match = 4
+    torch.testing.assert_close(v(mel, seed=0), matched)
+    torch.testing.assert_close(v(mel, seed=0, mel_match=0), plain)
+    out = v(mel, lengths=[25, 40], seed=0)
+    assert out[0, 25 * 256 :].abs().max() == 0
+    restored = Vocoder.from_pretrained(v.save_pretrained(tmp_path / "v"))
+    assert restored.config.inference.mel_match == 4
+    with pytest.raises(ValueError, match="mel_match must be an int >= 0"):
+        v(mel, mel_match=-1)
+    with pytest.raises(ValueError, match="inference.mel_match must be an int >= 0"):
+        InferenceConfig(mel_match=1.5)
+    with pytest.raises(ValueError, match="unconditional vocoder has no mel to match"):
+        VocoderConfig(model=DenoiserConfig(cond_channels=None), inference=InferenceConfig(mel_match=2))
+    u = _tiny(cond_channels=None)
+    with pytest.raises(ValueError, match="no mel to match"):
+        u(num_samples=1000, mel_match=2)
 
 
 def test_unconditional_vocoder_samples_without_mel():

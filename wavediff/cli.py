@@ -18,6 +18,14 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available, else cpu")
 
 
+def _mel_match_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mel-match", type=int, default=None, metavar="N",
+        help="iterations that rescale the vocoder's output spectrum until its mel is the input mel "
+             "(default: the vocoder's setting, 16 for the bundled one; 0: off)",
+    )
+
+
 def _precision_arg(p: argparse.ArgumentParser) -> None:
     from wavediff.device import PRECISIONS
 
@@ -122,6 +130,7 @@ def _add_vocode(sub) -> None:
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default=None, help="default: fast (DiffWave's fast schedule)")
     p.add_argument("--mel-preset", choices=MEL_PRESETS, default=None, help="convention of .npy inputs; must match the checkpoint's")
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
+    _mel_match_arg(p)
     _precision_arg(p)
     _device_arg(p)
     p.set_defaults(func=_run_vocode)
@@ -140,7 +149,10 @@ def _run_vocode(args) -> int:
     if args.steps is not None and args.steps < 1:
         raise ValueError("--steps must be >= 1")
     vocoder = load_vocoder(_checkpoint_dir(args.checkpoint), args.device)
-    options = {"steps": args.steps, "sampler": args.sampler, "seed": args.seed, "precision": args.precision}
+    if args.mel_match is not None and args.mel_match < 0:
+        raise ValueError("--mel-match must be >= 0")
+    options = {"steps": args.steps, "sampler": args.sampler, "seed": args.seed, "precision": args.precision,
+               "mel_match": args.mel_match}
     if single:
         out = vocode_file(vocoder, args.input, args.output, args.mel_preset, **options)
         print(f"wrote {out}")
@@ -244,6 +256,7 @@ def _add_synth(sub) -> None:
     p.add_argument("--length-scale", type=float, default=None, help="speaking rate: > 1 slower, < 1 faster (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
     p.add_argument("--save-mel", action="store_true", help="also write the mel as OUT.npy and a spectrogram OUT.png")
+    _mel_match_arg(p)
     _precision_arg(p)
     _device_arg(p)
     p.set_defaults(func=_run_synth)
@@ -262,6 +275,8 @@ def _run_synth(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.mel_match is not None and args.mel_match < 0:
+        raise ValueError("--mel-match must be >= 0")
     for name in ("temperature", "length_scale"):
         value = getattr(args, name)
         if value is not None and not value > 0:
@@ -276,7 +291,7 @@ def _run_synth(args) -> int:
     vocoder = args.vocoder if args.vocoder == GRIFFIN_LIM else _checkpoint_dir(args.vocoder)
     tts = load_tts(_checkpoint_dir(args.checkpoint), vocoder, args.device)
     options = dict(steps=args.steps, vocoder_steps=args.vocoder_steps, temperature=args.temperature,
-                   length_scale=args.length_scale, seed=args.seed, precision=args.precision)
+                   length_scale=args.length_scale, seed=args.seed, precision=args.precision, mel_match=args.mel_match)
     failed = 0
     from pathlib import Path
 

@@ -341,11 +341,20 @@ class TTS:
         progress: Callable[[int, int], None] | None = None,
         return_mels: bool = False,
         precision: str | None = None,
+        mel_match: int | None = None,
     ):
         """(waveform [L], sample_rate); long text is split into sentences joined by short pauses.
         ``precision``: both networks' (``"float32"``, ``"bfloat16"``, ``"auto"``: see :meth:`Vocoder.vocode`);
-        None leaves each model its default (``"auto"`` for wavediff's; other objects are not passed it)."""
+        None leaves each model its default (``"auto"`` for wavediff's; other objects are not passed it).
+        ``mel_match``: the vocoder's (see :meth:`Vocoder.vocode`); None leaves it the vocoder's setting."""
         extra = {} if precision is None else {"precision": precision}
+        vocoder_extra = dict(extra)
+        if mel_match is not None:
+            from .vocoder import Vocoder
+
+            if not isinstance(self.vocoder, Vocoder):
+                raise ValueError(f"mel_match applies to a diffusion vocoder, not {type(self.vocoder).__name__}")
+            vocoder_extra["mel_match"] = mel_match
         parts = self.acoustic.sentences(text)
         g = torch.Generator(device=self.acoustic.device).manual_seed(seed) if seed is not None else None
         gv = torch.Generator(device=self.vocoder.device).manual_seed(seed) if seed is not None else None
@@ -365,7 +374,7 @@ class TTS:
         for i, part in enumerate(parts):
             mel = self.acoustic.mel(part, steps=steps, temperature=temperature, length_scale=length_scale, generator=g,
                                     **extra)
-            wav = self.vocoder.vocode(mel, steps=vocoder_steps, generator=gv, **extra).float().cpu()
+            wav = self.vocoder.vocode(mel, steps=vocoder_steps, generator=gv, **vocoder_extra).float().cpu()
             wavs += [wav, pause] if i < len(parts) - 1 else [wav]
             mels.append(mel.cpu())
             if progress is not None:

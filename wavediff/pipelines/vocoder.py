@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from wavediff.audio import MelConfig, MelSpectrogram, decompress_mel, griffin_lim, validate_mel, validate_waveform
+from wavediff.audio import MelConfig, MelSpectrogram, decompress_mel, griffin_lim, match_mel, validate_mel, validate_waveform
 from wavediff.device import device_type, in_precision, inference_dtype
 from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, fast_reverse, sample
@@ -67,6 +67,11 @@ class InferenceConfig:
     steps: int | None = None  # for samplers other than "fast" (None: len(betas))
     clip: float | None = 1.0
     chunk_frames: int = 1024  # long inputs are vocoded in chunks of this many frames
+    mel_match: int = 0  # iterations of :func:`wavediff.audio.match_mel` on the output (0: none)
+
+    def __post_init__(self):
+        if isinstance(self.mel_match, bool) or not isinstance(self.mel_match, int) or self.mel_match < 0:
+            raise ValueError(f"inference.mel_match must be an int >= 0, got {self.mel_match!r}")
 
 
 @dataclass
@@ -88,6 +93,8 @@ class VocoderConfig:
                 raise ValueError(f"upsample_factor={m.upsample_factor} must equal the mel hop {mel.hop_length}")
         elif self.prior.kind != "none":
             raise ValueError("an unconditional vocoder has no mel to build a PriorGrad prior from")
+        elif self.inference.mel_match:
+            raise ValueError("an unconditional vocoder has no mel to match: inference.mel_match must be 0")
         if m.max_steps != self.diffusion.schedule.num_steps:
             raise ValueError(
                 f"the step embedding has {m.max_steps} rows but the schedule has {self.diffusion.schedule.num_steps} steps"
@@ -281,6 +288,7 @@ class Vocoder(_MelRates, nn.Module):
         chunk_frames: int | None = None,
         callback: Callable | None = None,
         precision: str | None = "auto",
+        mel_match: int | None = None,
         **sampler_options,
     ):
         """Waveform(s) from mel(s).
@@ -291,8 +299,13 @@ class Vocoder(_MelRates, nn.Module):
         other keyword options go to the sampler (e.g. ``eta`` for DDIM). An unconditional model
         takes ``mel=None`` and ``num_samples`` (length in samples). ``precision``: the network's
         ``"float32"`` or ``"bfloat16"``; ``"auto"`` is bfloat16 where the hardware has it (a GPU, a CPU with
-        AVX512-BF16/AMX: about twice as fast there), else float32."""
+        AVX512-BF16/AMX: about twice as fast there), else float32. ``mel_match``: iterations of
+        :func:`wavediff.audio.match_mel` that bring the output's mel to the input mel (None: the
+        checkpoint's ``inference.mel_match``; 0: none)."""
         inf = self.config.inference
+        mel_match = inf.mel_match if mel_match is None else mel_match
+        if isinstance(mel_match, bool) or not isinstance(mel_match, int) or mel_match < 0:
+            raise ValueError(f"mel_match must be an int >= 0, got {mel_match!r}")
         dtype = inference_dtype(precision, self.device)
         net_fn = in_precision(self.net, dtype, self.device)
         sampler = sampler or inf.sampler
@@ -303,6 +316,8 @@ class Vocoder(_MelRates, nn.Module):
                 raise ValueError("this vocoder is unconditional: call it with num_samples=…, not a mel")
             if not num_samples or num_samples < 1:
                 raise ValueError("an unconditional model needs num_samples >= 1")
+            if mel_match:
+                raise ValueError("an unconditional model has no mel to match: mel_match must be 0")
             length = num_samples - num_samples % self.config.model.fold
             x = torch.randn((1, 1, length), generator=generator, device=self.device)
             return self._sample(sampler, steps, lambda x, t: net_fn(x, t, None), x, None, generator, callback, sampler_options)[0, 0]
@@ -329,6 +344,8 @@ class Vocoder(_MelRates, nn.Module):
         net = self._chunked_net(net_fn, batch, chunk_frames or inf.chunk_frames)
         prior = self._prior(batch)
         wav = self._sample(sampler, steps, net, x, prior, generator, callback, sampler_options)[:, 0]  # [B, L]
+        if mel_match:
+            wav = match_mel(wav, batch, self.config.mel, n_iter=mel_match, chunk_frames=chunk_frames or inf.chunk_frames)
         if lengths is not None:
             lengths = [int(n) for n in torch.as_tensor(lengths).tolist()]
             if len(lengths) != b or any(n < 1 or n > frames for n in lengths):
