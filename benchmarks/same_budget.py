@@ -172,30 +172,46 @@ def train_wavediff(data: Path, out: Path, seconds: float, device: torch.device, 
 
 
 @torch.no_grad()
-def copy_synthesis(system: str, trained: dict, data: Path, gen: Path, device: torch.device, steps: int) -> float:
-    """Vocode each test recording's own mel to gen/<id>.wav; returns the seconds it took."""
-    from wavediff.audio import MelConfig, load_audio, save_audio
+def copy_synthesis(system: str, trained: dict, data: Path, gen: Path, device: torch.device, steps: int,
+                   mel_match: int = 0) -> float:
+    """Vocode each test recording's own mel to gen/<id>.wav; returns the seconds it took (without
+    ``mel_match``). With ``mel_match`` > 0, each output is also written to gen_mel_match/<id>.wav after
+    that many iterations of :func:`wavediff.audio.match_mel` against the mel it was vocoded from (in
+    the system's own mel convention): the same waveform, with and without the correction."""
+    from wavediff.audio import MelConfig, load_audio, match_mel, save_audio
     from wavediff.audio.mel import MelSpectrogram
     from wavediff.convert import lmnt_reference_predict
     from wavediff.data.corpus import scan_corpus
 
     gen.mkdir(parents=True, exist_ok=True)
+    matched = gen.with_name(gen.name + "_mel_match")
+    if mel_match:
+        matched.mkdir(parents=True, exist_ok=True)
     lmnt_mel = MelSpectrogram(MelConfig.diffwave()).to(device) if system == "lmnt" else None
-    start = time.perf_counter()
+    seconds = 0.0
     for i, u in enumerate(sorted(scan_corpus(data / "test"), key=lambda u: u.id)):
         audio, _ = load_audio(u.path, sample_rate=22050)
         wav = torch.from_numpy(audio).to(device)
         torch.manual_seed(i)
+        start = time.perf_counter()
         if system == "lmnt":
             params = trained["params"]
             if steps != len(params.inference_noise_schedule):
                 raise ValueError(f"lmnt's fast schedule has {len(params.inference_noise_schedule)} steps, not {steps}")
-            out = lmnt_reference_predict(trained["model"], lmnt_mel(wav), params, device)[0]
+            mel, mel_config = lmnt_mel(wav), MelConfig.diffwave()
+            out = lmnt_reference_predict(trained["model"], mel, params, device)[0]
         else:
             vocoder = trained["model"]
-            out = vocoder(vocoder.mel(wav), steps=steps, seed=i)
+            mel, mel_config = vocoder.mel(wav), vocoder.config.mel
+            out = vocoder(mel, steps=steps, seed=i, mel_match=0)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - start
         save_audio(gen / f"{u.id}.wav", out.float().cpu(), 22050)
-    return time.perf_counter() - start
+        if mel_match:
+            fixed = match_mel(out.float().flatten()[None], mel.float()[None], mel_config, n_iter=mel_match)[0]
+            save_audio(matched / f"{u.id}.wav", fixed.cpu(), 22050)
+    return seconds
 
 
 def train_and_synthesise(args) -> dict:
@@ -211,10 +227,10 @@ def train_and_synthesise(args) -> dict:
                              args.workers, args.max_steps, args.lmnt_batch_size)
     else:
         trained = train_wavediff(data, out, args.seconds, device, Path(args.config), args.max_steps)
-    synth_seconds = copy_synthesis(args.system, trained, data, out / "gen", device, args.steps)
+    synth_seconds = copy_synthesis(args.system, trained, data, out / "gen", device, args.steps, args.mel_match)
     result = {k: v for k, v in trained.items() if k not in ("model", "params")}
     result.update(system=args.system, budget_seconds=args.seconds, synthesis_steps=args.steps,
-                  synthesis_seconds=synth_seconds, environment=environment(device))
+                  synthesis_seconds=synth_seconds, mel_match=args.mel_match, environment=environment(device))
     if args.system == "wavediff":
         result["config"] = Path(args.config).name
     (out / "train.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -239,6 +255,9 @@ def report(data: Path, runs: list[Path], metrics: str, out_json: Path | None, ou
         name = (f"{system}: {info['train_steps']} training steps in {info['budget_seconds']:.0f} s, "
                 f"{info['synthesis_steps']}-step synthesis")
         results.append(evaluate_folders(test, run / "gen", metrics=metrics, name=name))
+        if info.get("mel_match") and (run / "gen_mel_match").is_dir():
+            results.append(evaluate_folders(test, run / "gen_mel_match", metrics=metrics,
+                                            name=f"{name}, then {info['mel_match']} match_mel iterations"))
     return write_report(results, out_json, out_md)
 
 
@@ -260,6 +279,8 @@ def main(argv=None) -> int:
     pt.add_argument("--seconds", type=float, default=400.0, help="training budget, wall clock (default 400)")
     pt.add_argument("--max-steps", type=int, default=None, help="also stop after this many steps (for tests)")
     pt.add_argument("--steps", type=int, default=6, help="sampling steps of the copy-synthesis (default 6)")
+    pt.add_argument("--mel-match", type=int, default=0, metavar="N",
+                    help="also write gen_mel_match/: each output after N match_mel iterations (default 0: not)")
     pt.add_argument("--config", default=str(DEFAULT_CONFIG), help="wavediff's training config")
     pt.add_argument("--device", default=None)
     pt.add_argument("--workers", type=int, default=8, help="lmnt's data-loader workers")

@@ -5,8 +5,10 @@ import sys
 from pathlib import Path
 
 import soundfile as sf
+import torch
 import yaml
 
+from wavediff.audio import MelConfig, MelSpectrogram
 from wavediff.data.synthetic import make_test_corpus
 from wavediff.train.configs import load_recipe_config
 
@@ -37,17 +39,29 @@ def test_same_budget_prepare_train_both_systems_and_report(tmp_path):
     for system, extra in (("wavediff", ["--config", str(tmp_path / "mini.yaml"), "--max-steps", "3"]),
                           ("lmnt", ["--max-steps", "1", "--workers", "0", "--lmnt-batch-size", "2"])):
         r = _run("train", "--system", system, "--data", str(sb), "--out", str(sb / system), "--device", "cpu",
-                 "--seconds", "300", *extra)
+                 "--seconds", "300", "--mel-match", "2", *extra)
         assert r.returncode == 0, r.stderr[-3000:]
         info = json.loads((sb / system / "train.json").read_text())
         assert info["system"] == system and info["synthesis_steps"] == 6 and info["budget_seconds"] == 300
         assert info["train_steps"] == (3 if system == "wavediff" else 1)
         assert system == "wavediff" or info["batch_size"] == 2
         assert info.get("config") == ("mini.yaml" if system == "wavediff" else None)
+        assert info["mel_match"] == 2
         for ref in sorted((sb / "test" / "wavs").glob("*.wav")):  # copy-synthesis: one wav per test clip
             gen, ref_audio = sf.read(sb / system / "gen" / ref.name), sf.read(ref)[0]
             hop = 256
             assert gen[1] == 22050 and abs(len(gen[0]) - len(ref_audio)) < hop
+            # the same output after match_mel against the mel it was vocoded from, in the system's
+            # convention: its mel is closer to the recording's. (Not compared sample by sample with
+            # match_mel of the 16-bit file: these untrained networks leave bands nearly empty, whose
+            # large ratios amplify the rounding of the file.)
+            extract = MelSpectrogram(MelConfig.diffwave() if system == "lmnt" else MelConfig.hifigan())
+            mel = extract(torch.from_numpy(ref_audio).float())
+            matched = sf.read(sb / system / "gen_mel_match" / ref.name)[0]
+            assert matched.shape == gen[0].shape
+            errors = [(extract(torch.from_numpy(w).float())[:, 2:-2] - mel[:, 2 : mel.shape[-1] - 2]).abs().mean()
+                      for w in (gen[0][: len(ref_audio)], matched[: len(ref_audio)])]
+            assert errors[1] < 0.5 * errors[0], errors
 
     small = _run("train", "--system", "lmnt", "--data", str(sb), "--out", str(tmp_path / "l5"), "--device", "cpu",
                  "--lmnt-batch-size", "5")  # more than the 4 training utterances: refused, not an endless loop
@@ -59,5 +73,6 @@ def test_same_budget_prepare_train_both_systems_and_report(tmp_path):
              "--out-md", str(md))
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [line for line in md.read_text().splitlines() if line.startswith("| ") and "training steps" in line]
-    assert [row.split(":")[0] for row in rows] == ["| lmnt", "| wavediff (mini)"]
+    assert [row.split(":")[0] for row in rows] == ["| lmnt", "| lmnt", "| wavediff (mini)", "| wavediff (mini)"]
+    assert ["then 2 match_mel iterations" in row for row in rows] == [False, True, False, True]
     assert all("3 training steps" in row or "1 training steps" in row for row in rows)
