@@ -195,6 +195,17 @@ def test_synth_precision_option(tmp_path, capsys):
     assert not (tmp_path / "x.wav").exists()
 
 
+def test_synth_mel_match_option_errors(tmp_path, capsys):
+    """--mel-match is the diffusion vocoder's: refused with Griffin-Lim and when negative, in one line,
+    with no file written."""
+    out = tmp_path / "x.wav"
+    for args, message in ((["--vocoder", "griffin-lim", "--mel-match", "4"], "mel_match applies to a diffusion vocoder, not GriffinLim"),
+                          (["--mel-match", "-1"], "--mel-match must be >= 0")):
+        assert main(["synth", "Hello.", "-o", str(out), *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_aligned_mels_follow_the_recording(tmp_path):
     """Ground-truth-aligned mels of the default voice's acoustic model: each has its recording's frames,
     its loudness contour follows the recording's (frame-energy correlation 0.975-0.983 on three
