@@ -26,6 +26,11 @@ def _mel_match_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_mel_match(value: int | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError("--mel-match must be >= 0")
+
+
 def _precision_arg(p: argparse.ArgumentParser) -> None:
     from wavediff.device import PRECISIONS
 
@@ -149,8 +154,7 @@ def _run_vocode(args) -> int:
     if args.steps is not None and args.steps < 1:
         raise ValueError("--steps must be >= 1")
     vocoder = load_vocoder(_checkpoint_dir(args.checkpoint), args.device)
-    if args.mel_match is not None and args.mel_match < 0:
-        raise ValueError("--mel-match must be >= 0")
+    _check_mel_match(args.mel_match)
     options = {"steps": args.steps, "sampler": args.sampler, "seed": args.seed, "precision": args.precision,
                "mel_match": args.mel_match}
     if single:
@@ -275,8 +279,7 @@ def _run_synth(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-    if args.mel_match is not None and args.mel_match < 0:
-        raise ValueError("--mel-match must be >= 0")
+    _check_mel_match(args.mel_match)
     for name in ("temperature", "length_scale"):
         value = getattr(args, name)
         if value is not None and not value > 0:

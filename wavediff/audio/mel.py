@@ -487,6 +487,13 @@ def griffin_lim(
     return wav[0] if squeeze else wav
 
 
+def check_iterations(value: Any, name: str) -> int:
+    """``value`` if it is an int >= 0 (not a bool); else a ValueError that names ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
 def match_mel(
     wav: torch.Tensor,
     mel: torch.Tensor,
@@ -511,8 +518,7 @@ def match_mel(
     shape as ``wav``. Each output sample depends on the input within ``n_iter · n_fft / hop`` frames,
     so long inputs are processed in chunks of ``chunk_frames`` frames with that much context each
     side (None: in one piece), which changes the result only by rounding."""
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
-        raise ValueError(f"n_iter must be an int >= 0, got {n_iter!r}")
+    check_iterations(n_iter, "n_iter")
     if chunk_frames is not None and (isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1):
         raise ValueError(f"chunk_frames must be a positive int or None, got {chunk_frames!r}")
     wav, mel = torch.as_tensor(wav), torch.as_tensor(mel)
@@ -532,8 +538,9 @@ def match_mel(
     hop = config.hop_length
     frames = min(mel.shape[-1], config.frames_for(wav.shape[-1]))
     context = n_iter * math.ceil(config.n_fft / hop) + 1
+    bank = _MatchBank(config, wav.device)
     if chunk_frames is None or frames <= chunk_frames + 2 * context:
-        out = _match_mel_piece(wav, mel[..., :frames], config, n_iter)
+        out = _match_mel_piece(wav, mel[..., :frames], bank, n_iter)
     else:
         pieces = []
         for start in range(0, frames, chunk_frames):
@@ -541,7 +548,7 @@ def match_mel(
             lo, hi = max(start - context, 0), min(stop + context, frames)
             s_lo = lo * hop
             s_hi = wav.shape[-1] if hi == frames else hi * hop
-            piece = _match_mel_piece(wav[:, s_lo:s_hi], mel[..., lo:hi], config, n_iter)
+            piece = _match_mel_piece(wav[:, s_lo:s_hi], mel[..., lo:hi], bank, n_iter)
             a = (start - lo) * hop
             b = piece.shape[-1] if stop == frames else (stop - lo) * hop
             pieces.append(piece[:, a:b])
@@ -549,22 +556,32 @@ def match_mel(
     return out[0] if squeeze else out
 
 
-def _match_mel_piece(wav: torch.Tensor, mel: torch.Tensor, config: MelConfig, n_iter: int) -> torch.Tensor:
+class _MatchBank:
+    """What every piece of one :func:`match_mel` call shares: the filter bank, the weight with which
+    the bands see each bin, the first and last bins they see, and the analysis/synthesis window."""
+
+    def __init__(self, config: MelConfig, device: torch.device):
+        self.config = config
+        self.basis = torch.from_numpy(mel_basis_np(config)).to(device=device, dtype=torch.float32)  # [M, K]
+        self.weight = self.basis.sum(0)  # [K]
+        seen = (self.weight > self.weight.max() * 1e-3).nonzero().flatten()
+        self.first, self.last = int(seen[0]), int(seen[-1])
+        self.window = torch.zeros(config.n_fft, device=device)
+        lo = (config.n_fft - config.win_length) // 2  # torch.stft centres a shorter window in the frame
+        self.window[lo : lo + config.win_length] = torch.hann_window(config.win_length, periodic=True, device=device)
+        self.scale = self.window.pow(2).sum().sqrt() if config.stft_normalized else 1.0
+
+
+def _match_mel_piece(wav: torch.Tensor, mel: torch.Tensor, bank: _MatchBank, n_iter: int) -> torch.Tensor:
     """match_mel on one piece: wav [B, L], mel [B, n_mels, F] with F <= the piece's frame count.
 
     The frames are the convention's own (its reflect padding, then frames every hop), so that the
     mel measured here is exactly :class:`MelSpectrogram`'s, edges included; resynthesis is the
     weighted overlap-add that inverts such an STFT."""
-    device, length = wav.device, wav.shape[-1]
+    config, basis, weight, window = bank.config, bank.basis, bank.weight, bank.window
+    first, last, scale = bank.first, bank.last, bank.scale
+    length = wav.shape[-1]
     n_fft, hop, frames, pad = config.n_fft, config.hop_length, mel.shape[-1], config.pad_each_side
-    basis = torch.from_numpy(mel_basis_np(config)).to(device=device, dtype=torch.float32)  # [M, K]
-    weight = basis.sum(0)  # [K]: how much of each bin the bands see
-    seen = (weight > weight.max() * 1e-3).nonzero().flatten()
-    first, last = int(seen[0]), int(seen[-1])
-    window = torch.zeros(n_fft, device=device)
-    lo = (n_fft - config.win_length) // 2  # torch.stft centres a shorter window in the frame
-    window[lo : lo + config.win_length] = torch.hann_window(config.win_length, periodic=True, device=device)
-    scale = window.pow(2).sum().sqrt() if config.stft_normalized else 1.0
     padded = length + 2 * pad
     count = 1 + (padded - n_fft) // hop  # frames of the padded signal, as torch.stft(center=False) makes them
 

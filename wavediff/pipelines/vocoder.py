@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from wavediff.audio import MelConfig, MelSpectrogram, decompress_mel, griffin_lim, match_mel, validate_mel, validate_waveform
+from wavediff.audio.mel import check_iterations
 from wavediff.device import device_type, in_precision, inference_dtype
 from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, fast_reverse, sample
@@ -70,8 +71,7 @@ class InferenceConfig:
     mel_match: int = 0  # iterations of :func:`wavediff.audio.match_mel` on the output (0: none)
 
     def __post_init__(self):
-        if isinstance(self.mel_match, bool) or not isinstance(self.mel_match, int) or self.mel_match < 0:
-            raise ValueError(f"inference.mel_match must be an int >= 0, got {self.mel_match!r}")
+        check_iterations(self.mel_match, "inference.mel_match")
 
 
 @dataclass
@@ -303,9 +303,7 @@ class Vocoder(_MelRates, nn.Module):
         :func:`wavediff.audio.match_mel` that bring the output's mel to the input mel (None: the
         checkpoint's ``inference.mel_match``; 0: none)."""
         inf = self.config.inference
-        mel_match = inf.mel_match if mel_match is None else mel_match
-        if isinstance(mel_match, bool) or not isinstance(mel_match, int) or mel_match < 0:
-            raise ValueError(f"mel_match must be an int >= 0, got {mel_match!r}")
+        mel_match = check_iterations(inf.mel_match if mel_match is None else mel_match, "mel_match")
         dtype = inference_dtype(precision, self.device)
         net_fn = in_precision(self.net, dtype, self.device)
         sampler = sampler or inf.sampler
