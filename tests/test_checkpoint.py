@@ -201,3 +201,45 @@ def test_export_half_precision_halves_the_file_and_loads_as_float32(tmp_path):
     torch.testing.assert_close(run(loaded), run(model), rtol=0, atol=2e-3)
     with pytest.raises(ValueError, match="floating-point torch.dtype"):
         ckpt.export_checkpoint(src, tmp_path / "bad", dtype=torch.int8)
+
+
+def test_without_init_skips_the_fills_and_restores_them():
+    """Inside ``without_init`` nn.init's fills leave tensors as they are; outside (also after an error) they fill."""
+    before = {name: getattr(nn.init, name) for name in ("normal_", "kaiming_uniform_", "zeros_")}
+    t = torch.full((4, 3), 7.0)
+    with ckpt.without_init():
+        assert nn.init.normal_(t) is t and nn.init.kaiming_uniform_(t, a=5 ** 0.5) is t and nn.init.zeros_(t) is t
+        assert torch.equal(t, torch.full((4, 3), 7.0))
+    with pytest.raises(RuntimeError, match="boom"):
+        with ckpt.without_init():
+            raise RuntimeError("boom")
+    assert {name: getattr(nn.init, name) for name in before} == before
+    nn.init.zeros_(t)
+    assert torch.equal(t, torch.zeros(4, 3))
+
+
+@pytest.mark.parametrize("kind", ["vocoder", "acoustic"])
+def test_from_pretrained_without_init_loads_every_tensor(tmp_path, kind):
+    """Pipelines built without initial weights hold exactly the saved ones (every parameter is loaded)."""
+    from wavediff.pipelines.tts import AcousticPipeline
+    from wavediff.pipelines.vocoder import Vocoder, VocoderConfig
+
+    torch.manual_seed(0)
+    if kind == "vocoder":
+        model = Vocoder(VocoderConfig.from_dict({"model": dict(residual_layers=2, residual_channels=8, dilation_cycle=2)}))
+        net = model.net
+    else:
+        from wavediff.text import TextFrontend
+        from wavediff.train.acoustic import load_acoustic_config, resolve_acoustic_config
+
+        model = AcousticPipeline(resolve_acoustic_config(load_acoustic_config("tiny"), TextFrontend()))
+        net = model.model
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))  # nothing equal to what a fresh init would draw
+    path = model.save_pretrained(tmp_path / kind)
+    loaded = type(model).from_pretrained(path, device="cpu")
+    loaded_net = loaded.net if kind == "vocoder" else loaded.model
+    saved, restored = net.state_dict(), loaded_net.state_dict()
+    assert saved.keys() == restored.keys()
+    assert all(torch.equal(saved[k], restored[k]) for k in saved)
