@@ -131,7 +131,7 @@ def _add_vocode(sub) -> None:
     p.add_argument("--in-dir", metavar="DIR", help="vocode every .wav/.flac/.ogg/.npy file in DIR")
     p.add_argument("--out-dir", metavar="DIR2", help="output folder (with --in-dir)")
     p.add_argument("--checkpoint", metavar="DIR", help="vocoder checkpoint (a run directory EXP works too)")
-    p.add_argument("--steps", type=int, default=None, metavar="N", help="sampling steps (default: the checkpoint's schedule, 6 steps)")
+    p.add_argument("--steps", type=int, default=None, metavar="N", help="sampling steps (default: the checkpoint's schedule)")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default=None, help="default: fast (DiffWave's fast schedule)")
     p.add_argument("--mel-preset", choices=MEL_PRESETS, default=None, help="convention of .npy inputs; must match the checkpoint's")
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
