@@ -255,6 +255,21 @@ def test_vocode_errors_are_one_line_and_leave_no_output(tmp_path, trained, args,
     assert not (tmp_path / "x.wav").exists()
 
 
+def test_vocode_dir_refuses_two_inputs_with_one_output_name(tmp_path, trained, capsys):
+    """synth --save-mel leaves x.wav beside x.npy: vocoding that folder would write x.wav twice, so it is
+    refused up front, in one line, before anything is written."""
+    exp, _ = trained
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    np.save(in_dir / "x.npy", np.full((80, 10), -6.0, dtype=np.float32))
+    sf.write(in_dir / "x.wav", np.zeros(22050, dtype=np.float32), 22050)
+    np.save(in_dir / "y.npy", np.full((80, 10), -6.0, dtype=np.float32))
+    code = main(["vocode", "--in-dir", str(in_dir), "--out-dir", str(out_dir), "--checkpoint", str(exp)])
+    err = capsys.readouterr().err
+    assert code == 2 and "x.npy and x.wav" in err and "would both be written to x.wav" in err
+    assert len(err.strip().splitlines()) == 1 and not out_dir.exists()
+
+
 def test_vocode_without_checkpoint_uses_the_bundled_vocoder(tmp_path):
     sr = 22050
     t = np.arange(sr) / sr

@@ -105,6 +105,12 @@ def vocode_dir(vocoder: Vocoder, in_dir, out_dir, mel_preset: str | None = None,
     files = sorted(p for p in in_dir.iterdir() if p.suffix.lower() in INPUT_SUFFIXES and p.is_file())
     if not files:
         raise ValueError(f"no {', '.join(INPUT_SUFFIXES)} files in {in_dir}")
+    by_stem: dict[str, Path] = {}
+    for f in files:  # e.g. synth --save-mel's x.wav beside x.npy: one would overwrite the other's output
+        if f.stem in by_stem:
+            raise ValueError(f"{by_stem[f.stem].name} and {f.name} in {in_dir} would both be written to "
+                             f"{f.stem}.wav; move one of them elsewhere")
+        by_stem[f.stem] = f
     written, failed = [], []
     seed = options.pop("seed", None)
     for i, f in enumerate(tqdm(files, desc="vocode", unit="file", disable=not progress)):
