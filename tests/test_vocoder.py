@@ -332,8 +332,12 @@ def test_default_fast_betas():
 def test_schedule_search_improves_or_keeps_its_start():
     v = _tiny()
     clips = list(_speechy(batch=2, seconds=0.4))
-    res = search_schedule(v, clips, steps=3, rounds=1, seed=0)
+    messages = []
+    res = search_schedule(v, clips, steps=3, rounds=1, seed=0, progress=messages.append)
     assert len(res.betas) == 3 and res.evaluations > 5
+    # progress from the start on: the first score, each third of the grid, each round
+    assert [m.split(":")[0] for m in messages] == ["start", "grid 1/3", "grid 2/3", "grid 3/3", "round 1 (factor 2.0)"]
+    assert messages[0] == f"start: distance {res.initial_score:.4f}" and messages[-1].endswith(f"{res.score:.4f}")
     assert res.score <= res.initial_score
     assert all(b2 >= b1 for b1, b2 in zip(res.betas, res.betas[1:]))
     prod = float(np.prod(1 - np.array(res.betas)))

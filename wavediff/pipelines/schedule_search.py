@@ -93,15 +93,18 @@ def search_schedule(
     start = [max(start[0], first_train)] + start[1:]
     best, best_score = start, score(start)
     initial = (list(best), best_score)
-    # 1) grid over geometric schedules
-    for b1 in (first_train, 3 * first_train, 10 * first_train):
+    if progress:
+        progress(f"start: distance {best_score:.4f}")
+    # 1) grid over geometric schedules (progress after each first β: the grid is most of the search's time)
+    first_betas = (first_train, 3 * first_train, 10 * first_train)
+    for k, b1 in enumerate(first_betas):
         for bn in (0.1, 0.2, 0.35, 0.5, 0.7):
             cand = geometric_betas(b1, bn, steps)
             s = score(cand)
             if s < best_score:
                 best, best_score = cand, s
-    if progress:
-        progress(f"grid: best {best_score:.4f}")
+        if progress:
+            progress(f"grid {k + 1}/{len(first_betas)}: best {best_score:.4f}")
     # 2) coordinate search on log β
     for r, factor in enumerate((2.0, 1.5, 1.2, 1.1)[:rounds]):
         improved = True
