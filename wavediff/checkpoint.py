@@ -42,6 +42,7 @@ __all__ = [
     "load_model",
     "load_weights",
     "without_init",
+    "build_and_load",
     "update_config",
     "export_checkpoint",
 ]
@@ -262,6 +263,16 @@ def without_init():
                 setattr(nn.init, name, fn)
 
 
+def build_and_load(build: Callable[[], Any], directory: str | os.PathLike[str],
+                   weights_of: Callable[[Any], nn.Module] = lambda built: built) -> Any:
+    """``build()`` without initial weights, then the strict load of ``directory``'s weights into
+    ``weights_of(built)`` (which must hold every parameter ``build`` creates); returns what was built."""
+    with without_init():
+        built = build()
+    load_weights(weights_of(built), directory)
+    return built
+
+
 def load_weights(module: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     """Load ``model.safetensors`` into ``module`` (strict), with a one-line error on a mismatch."""
     try:
@@ -274,9 +285,7 @@ def load_weights(module: nn.Module, directory: str | os.PathLike[str]) -> nn.Mod
 def load_model(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """(model in eval mode on ``device``, full config dict), built from ``config.json`` alone."""
     config = load_config(directory)
-    with without_init():
-        model = build_model(config)
-    model = load_weights(model, directory)
+    model = build_and_load(lambda: build_model(config), directory)
     return model.to(device).eval(), config
 
 

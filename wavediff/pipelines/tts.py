@@ -18,7 +18,7 @@ from torch import nn
 
 from wavediff.audio import MelConfig
 from wavediff.device import device_type, in_precision, inference_dtype
-from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained, without_init
+from wavediff.checkpoint import build_and_load, load_config, register_model, save_pretrained
 from wavediff.diffusion import AffinePrior, Diffusion, DiffusionConfig, ScheduleConfig, sample, variational_bound
 from wavediff.nn.acoustic import AcousticConfig, AcousticModel
 from wavediff.nn.alignment import sequence_mask
@@ -107,9 +107,7 @@ class AcousticPipeline(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> "AcousticPipeline":
         cfg = load_config(directory, MODEL_TYPE)
-        with without_init():  # every parameter is in model.safetensors
-            pipe = cls(AcousticModelConfig.from_dict(cfg))
-        load_weights(pipe.model, directory)
+        pipe = build_and_load(lambda: cls(AcousticModelConfig.from_dict(cfg)), directory, lambda p: p.model)
         kind = device_type(device)  # a clear error for CUDA on a machine without it
         return pipe.to(device if device is not None else kind).eval()
 

@@ -18,7 +18,7 @@ from torch import nn
 from wavediff.audio import MelConfig, MelSpectrogram, decompress_mel, griffin_lim, match_mel, validate_mel, validate_waveform
 from wavediff.audio.mel import check_iterations
 from wavediff.device import device_type, in_precision, inference_dtype
-from wavediff.checkpoint import load_config, load_weights, register_model, save_pretrained, without_init
+from wavediff.checkpoint import build_and_load, load_config, register_model, save_pretrained
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, fast_reverse, sample
 from wavediff.nn import Denoiser, DenoiserConfig
 
@@ -169,9 +169,7 @@ class Vocoder(_MelRates, nn.Module):
 
             directory = bundled_vocoder_dir()
         cfg = load_config(directory, MODEL_TYPE)
-        with without_init():  # every parameter is the network's, in model.safetensors
-            vocoder = cls(VocoderConfig.from_dict(cfg))
-        load_weights(vocoder.net, directory)
+        vocoder = build_and_load(lambda: cls(VocoderConfig.from_dict(cfg)), directory, lambda v: v.net)
         kind = device_type(device)  # a clear error for CUDA on a machine without it
         return vocoder.to(device if device is not None else kind).eval()
 
