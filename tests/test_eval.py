@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -262,6 +263,13 @@ def test_cli_eval_writes_json_and_markdown(folders: tuple[Path, Path], tmp_path:
     assert rc == 0
     assert json.loads(out_json.read_text())["systems"][0]["system"] == "gen"
     assert "MCD (dB)" in out_md.read_text() and "MCD (dB)" in capsys.readouterr().out
+    # --gen repeated adds rows (it used to keep only the last folder, silently)
+    gen2 = tmp_path / "gen2"
+    shutil.copytree(gen, gen2)
+    assert main(["eval", "--ref", str(ref), "--gen", str(gen), "--gen", str(gen2), "--metrics", "mcd",
+                 "--out-json", str(out_json)]) == 0
+    assert [s["system"] for s in json.loads(out_json.read_text())["systems"]] == ["gen", "gen2"]
+    capsys.readouterr()
     assert main(["eval", "--ref", str(ref), "--gen", str(gen), "--metrics", "bleu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("wavediff: error: unknown metric")

@@ -327,7 +327,8 @@ def _add_eval(sub) -> None:
         ),
     )
     p.add_argument("--ref", metavar="DIR", help="reference recordings (a folder of audio or an LJSpeech-layout corpus)")
-    p.add_argument("--gen", nargs="+", metavar="DIR2", help="generated audio folder(s), file names as in --ref; one table row each")
+    p.add_argument("--gen", nargs="+", action="extend", metavar="DIR2",
+                   help="generated audio folder(s), file names as in --ref; one table row each (--gen A B or --gen A --gen B)")
     p.add_argument("--text", metavar="FILE", help="WER references: metadata.csv or 'id|text' lines")
     p.add_argument("--metrics", metavar="LIST", help="comma-separated subset of mrstft,mcd,pesq,stoi,f0,wer,dnsmos (default: all)")
     p.add_argument("--timings", metavar="FILE", help="synthesis seconds per file ({id: s} JSON or 'id|s' lines): adds RTF")
