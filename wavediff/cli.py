@@ -237,6 +237,41 @@ def _run_tune(args) -> int:
 
 
 
+# ----------------------------------------------------------------------------------- prune
+def _add_prune(sub) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="a narrower copy of a vocoder, to fine-tune into a faster one",
+        description=(
+            "Write a copy of a vocoder checkpoint with fewer residual channels: the N best-scoring channels "
+            "of each kind (residual stream, each layer's gated channels, skip sum, skip projection) by the norms of "
+            "the weights that write and read them, everything else as in the original (schedule and prior included). "
+            "Its output starts far from the original's; fine-tune it with `wavediff train vocoder --init OUT` and a "
+            "config of that width (packaged: small64_infergrad)."
+        ),
+    )
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="vocoder checkpoint, or default: the bundled one")
+    p.add_argument("--channels", type=int, required=True, metavar="N", help="residual channels to keep")
+    p.add_argument("--out", required=True, metavar="OUT", help="folder for the pruned checkpoint")
+    p.set_defaults(func=_run_prune)
+
+
+def _run_prune(args) -> int:
+    from wavediff.nn.prune import prune_channels
+    from wavediff.pipelines.vocoder import Vocoder
+
+    src = None if args.checkpoint == "default" else _checkpoint_dir(args.checkpoint)
+    if src is not None and not (src / "config.json").is_file():
+        raise UserError(f"{args.checkpoint!r} is not a checkpoint folder (no config.json)")
+    vocoder = Vocoder.from_pretrained(src, device="cpu")
+    before = vocoder.net.config.residual_channels
+    vocoder.net = prune_channels(vocoder.net, args.channels)
+    vocoder.config.model = vocoder.net.config
+    out = vocoder.save_pretrained(args.out)
+    print(f"{before} -> {args.channels} channels, {vocoder.net.num_parameters():,} parameters: {out}")
+    return 0
+
+
 # ----------------------------------------------------------------------------------- synth
 def _add_synth(sub) -> None:
     p = sub.add_parser(
@@ -570,7 +605,7 @@ def _run_data_recipe_config(args) -> int:
     return 0
 
 
-_COMMANDS = (_add_synth, _add_train, _add_vocode, _add_convert, _add_tune, _add_eval, _add_data)
+_COMMANDS = (_add_synth, _add_train, _add_vocode, _add_convert, _add_tune, _add_prune, _add_eval, _add_data)
 
 
 def build_parser() -> argparse.ArgumentParser:
