@@ -1,7 +1,10 @@
 """The `wavediff` command line: the README's commands, end to end on a generated corpus (CPU)."""
+import contextlib
+import io
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +24,20 @@ README = (ROOT / "README.md").read_text()
 
 def _run(*args, cwd=None, env=None, timeout=600):
     return subprocess.run([sys.executable, "-m", "wavediff", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def _main(*args) -> subprocess.CompletedProcess:
+    """`wavediff ARGS` in this process (`main`, the console entry point's function): its exit status and
+    what it printed. A new process costs ~3 s of a 2-core CPU in imports alone; these tests are about
+    the command, not the process, and the real process is run by `_run` above (which also sees the
+    log lines, which go to pytest's log capture here)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's errors and --help
+            code = e.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +89,8 @@ def test_train_vocoder_with_the_inference_loss(tmp_path, corpus):
     cfg["x0_loss"] = {"weight": 0.25}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     exp = tmp_path / "exp"
-    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", str(tmp_path / "c.yaml"),
-             "--max-steps", "10", "--device", "cpu")
+    r = _main("train", "vocoder", "--data", corpus, "--out", exp, "--config", tmp_path / "c.yaml", "--max-steps", "10",
+              "--device", "cpu")
     assert r.returncode == 0, r.stderr[-3000:]
     run = json.loads((exp / "run.json").read_text())
     assert run["infer_loss"] == {"weight": 0.5, "items": 2} and run["x0_loss"] == {"weight": 0.25}
@@ -83,7 +100,7 @@ def test_train_vocoder_with_the_inference_loss(tmp_path, corpus):
     for section, value, message in (("infer_loss", {"weight": 0.5, "steps": 4}, "unknown infer_loss keys ['steps']"),
                                     ("x0_loss", {"weight": -1.0}, "x0_loss.weight must be >= 0, got -1.0")):
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**cfg, section: value}))
-        bad = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "b"), "--config", str(tmp_path / "bad.yaml"))
+        bad = _main("train", "vocoder", "--data", corpus, "--out", tmp_path / "b", "--config", tmp_path / "bad.yaml")
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
         assert not (tmp_path / "b" / "run.json").exists()
 
@@ -96,8 +113,7 @@ def test_aligned_mels_then_train_vocoder_on_them(tmp_path, corpus):
     from wavediff.data.vocoder import VocoderDataset
 
     mels = tmp_path / "mels"
-    r = _run("data", "aligned-mels", "--data", str(corpus), "--out", str(mels), "--device", "cpu", "--batch-size", "5",
-             "--steps", "2")
+    r = _main("data", "aligned-mels", "--data", corpus, "--out", mels, "--device", "cpu", "--batch-size", "5", "--steps", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "12 written, 0 kept, 0 skipped" in r.stdout
     assert json.loads((mels / "mel_config.json").read_text()) == MelConfig.hifigan().to_dict()
@@ -105,38 +121,37 @@ def test_aligned_mels_then_train_vocoder_on_them(tmp_path, corpus):
     for i, utt in enumerate(ds.utterances):
         given = np.load(mels / f"{utt.id}.npy")
         assert given.shape == ds.load_features(i)[1].shape and given.dtype == np.float32 and np.isfinite(given).all()
-    again = _run("data", "aligned-mels", "--data", str(corpus), "--out", str(mels), "--device", "cpu")
+    again = _main("data", "aligned-mels", "--data", corpus, "--out", mels, "--device", "cpu")
     assert again.returncode == 0 and "0 written, 12 kept" in again.stdout
     exp = tmp_path / "exp"
-    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "2",
-             "--device", "cpu", "--mels", str(mels))
+    r = _main("train", "vocoder", "--data", corpus, "--out", exp, "--config", "tiny", "--max-steps", "2", "--device", "cpu",
+              "--mels", mels)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((exp / "run.json").read_text())["data"]["mel_dir"] == str(mels.resolve())
-    bad = _run("data", "aligned-mels", "--data", str(corpus), "--out", str(tmp_path / "m2"), "--batch-size", "0")
+    bad = _main("data", "aligned-mels", "--data", corpus, "--out", tmp_path / "m2", "--batch-size", "0")
     assert bad.returncode == 2 and "batch size must be an int >= 1" in bad.stderr and "Traceback" not in bad.stderr
-    bad = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "e2"), "--config", "tiny",
-               "--mels", str(tmp_path / "nowhere"))
+    bad = _main("train", "vocoder", "--data", corpus, "--out", tmp_path / "e2", "--config", "tiny",
+                "--mels", tmp_path / "nowhere")
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_resume_continues_at_the_saved_step(tmp_path, corpus):
+def test_resume_continues_at_the_saved_step(tmp_path, trained, corpus):
     exp = tmp_path / "exp"
-    assert _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "10").returncode == 0
-    again = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "10")
+    shutil.copytree(trained[0], exp)  # a finished run, its state saved at step 60
+    again = _main("train", "vocoder", "--data", corpus, "--out", exp, "--config", "tiny", "--max-steps", "70")
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
-    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--resume", "--max-steps", "20")
+    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--resume", "--max-steps", "70")
     assert r.returncode == 0, r.stderr
-    assert "resumed from" in r.stderr and "step 10" in r.stderr
-    assert (exp / "state" / "step-00000020.pt").is_file()
+    assert "resumed from" in r.stderr and "step 60" in r.stderr
+    assert (exp / "state" / "step-00000070.pt").is_file()
 
 
-def test_init_starts_a_new_run_from_trained_weights(tmp_path, corpus):
+def test_init_starts_a_new_run_from_trained_weights(tmp_path, trained, corpus):
     from wavediff.checkpoint import load_state_dict
 
-    first, tuned = tmp_path / "first", tmp_path / "tuned"
-    assert _run("train", "vocoder", "--data", str(corpus), "--out", str(first), "--config", "tiny", "--max-steps", "10").returncode == 0
-    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(tuned), "--config", "tiny", "--max-steps", "1",
-             "--init", str(first / "model"))
+    first, tuned = trained[0], tmp_path / "tuned"  # the module's run (read only here)
+    r = _main("train", "vocoder", "--data", corpus, "--out", tuned, "--config", "tiny", "--max-steps", "1",
+              "--init", first / "model")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "trained to step 1" in r.stdout  # a new run: its own step count
     a, b = load_state_dict(first / "model"), load_state_dict(tuned / "model")
@@ -148,25 +163,25 @@ def test_init_starts_a_new_run_from_trained_weights(tmp_path, corpus):
     assert run["init"] == str(first / "model")
     assert run["prior"]["gain"] == json.loads((first / "model" / "config.json").read_text())["prior"]["gain"]
     # one-line errors, no run folder written: --init with --resume, another model size, no model there
-    both = _run("train", "vocoder", "--data", str(corpus), "--out", str(tuned), "--resume", "--init", str(first / "model"))
+    both = _main("train", "vocoder", "--data", corpus, "--out", tuned, "--resume", "--init", first / "model")
     assert both.returncode == 2 and "give one of them" in both.stderr and "Traceback" not in both.stderr
-    other = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "o"), "--config", "base",
-                 "--init", str(first / "model"))
+    other = _main("train", "vocoder", "--data", corpus, "--out", tmp_path / "o", "--config", "base",
+                  "--init", first / "model")
     assert other.returncode == 2 and "differs from this run's config in" in other.stderr and "residual_channels" in other.stderr
     assert "Traceback" not in other.stderr and not (tmp_path / "o").exists()
-    missing = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "m"), "--init", str(tmp_path / "nowhere"))
+    missing = _main("train", "vocoder", "--data", corpus, "--out", tmp_path / "m", "--init", tmp_path / "nowhere")
     assert missing.returncode == 2 and "does not exist" in missing.stderr and not (tmp_path / "m").exists()
 
 
 def test_max_time_stops_training_cleanly(tmp_path, corpus):
     exp = tmp_path / "exp"
-    r = _run("train", "vocoder", "--data", str(corpus), "--out", str(exp), "--config", "tiny",
-             "--max-steps", "100000", "--max-time", "4", "--device", "cpu")
+    r = _main("train", "vocoder", "--data", corpus, "--out", exp, "--config", "tiny", "--max-steps", "100000",
+              "--max-time", "4", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "--max-time reached at step" in r.stdout and (exp / "model" / "model.safetensors").is_file()
     step = int(r.stdout.split("--max-time reached at step ")[1].split(";")[0])
     assert 1 <= step < 100000 and (exp / "state" / f"step-{step:08d}.pt").is_file()
-    bad = _run("train", "vocoder", "--data", str(corpus), "--out", str(tmp_path / "b"), "--max-time", "0")
+    bad = _main("train", "vocoder", "--data", corpus, "--out", tmp_path / "b", "--max-time", "0")
     assert bad.returncode != 0 and "--max-time must be > 0" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -202,7 +217,7 @@ def test_vocode_wav_npy_both_orientations_and_a_folder(tmp_path, trained, corpus
     np.save(tmp_path / "a.npy", mel)
     np.save(tmp_path / "b.npy", mel.T.copy())
     for name in ("a", "b"):
-        r = _run("vocode", str(tmp_path / f"{name}.npy"), "-o", str(tmp_path / f"{name}.wav"), "--checkpoint", str(exp), "--steps", "3", "--mel-preset", "hifigan")
+        r = _main("vocode", tmp_path / f"{name}.npy", "-o", tmp_path / f"{name}.wav", "--checkpoint", exp, "--steps", "3", "--mel-preset", "hifigan")
         assert r.returncode == 0, r.stderr
         assert sf.info(tmp_path / f"{name}.wav").frames == 30 * 256
     # --mel-match: the same sample, its mel brought to the input's (here a flat -6 mel)
@@ -212,7 +227,7 @@ def test_vocode_wav_npy_both_orientations_and_a_folder(tmp_path, trained, corpus
     errors = []
     for n in ("0", "8"):
         out = tmp_path / f"m{n}.wav"
-        r = _run("vocode", str(tmp_path / "a.npy"), "-o", str(out), "--checkpoint", str(exp), "--seed", "0", "--mel-match", n)
+        r = _main("vocode", tmp_path / "a.npy", "-o", out, "--checkpoint", exp, "--seed", "0", "--mel-match", n)
         assert r.returncode == 0, r.stderr
         got = extract(torch.from_numpy(sf.read(out, dtype="float32")[0]))
         errors.append(float((got[:, 2:-2] - torch.from_numpy(mel)[:, 2:-2]).abs().mean()))
@@ -222,7 +237,7 @@ def test_vocode_wav_npy_both_orientations_and_a_folder(tmp_path, trained, corpus
     in_dir.mkdir()
     np.save(in_dir / "good.npy", mel)
     (in_dir / "bad.wav").write_text("not audio")
-    r = _run("vocode", "--in-dir", str(in_dir), "--out-dir", str(out_dir), "--checkpoint", str(exp), "--sampler", "ddim", "--steps", "2")
+    r = _main("vocode", "--in-dir", in_dir, "--out-dir", out_dir, "--checkpoint", exp, "--sampler", "ddim", "--steps", "2")
     assert r.returncode == 1 and "bad.wav" in r.stderr
     assert (out_dir / "good.wav").is_file() and not (out_dir / "bad.wav").exists()
 
@@ -282,11 +297,9 @@ def test_vocode_without_checkpoint_uses_the_bundled_vocoder(tmp_path):
 
 def test_tune_schedule_stores_the_winner(tmp_path, trained, corpus):
     exp, _ = trained
-    import shutil
-
     ckpt = tmp_path / "ckpt"
     shutil.copytree(exp / "model", ckpt)
-    r = _run("tune-schedule", "--checkpoint", str(ckpt), "--data", str(corpus), "--steps", "3", "--clips", "2", "--seconds", "0.3", "--rounds", "1")
+    r = _main("tune-schedule", "--checkpoint", ckpt, "--data", corpus, "--steps", "3", "--clips", "2", "--seconds", "0.3", "--rounds", "1")
     assert r.returncode == 0, r.stderr
     betas = json.loads((ckpt / "config.json").read_text())["inference"]["betas"]
     assert len(betas) == 3 and re.search(r"distance [0-9.]+ \(was [0-9.]+", r.stdout)
@@ -300,11 +313,11 @@ def test_convert_lmnt_cli(tmp_path):
     p.residual_layers = 3
     p.residual_channels = 8
     torch.save({"step": 1, "model": DiffWave(p).state_dict(), "params": dict(p)}, tmp_path / "weights.pt")
-    r = _run("convert", "lmnt-diffwave", str(tmp_path / "weights.pt"), str(tmp_path / "conv"))
+    r = _main("convert", "lmnt-diffwave", tmp_path / "weights.pt", tmp_path / "conv")
     assert r.returncode == 0, r.stderr
     cfg = json.loads((tmp_path / "conv" / "config.json").read_text())
     assert cfg["model_type"] == "vocoder" and cfg["mel"]["preset"] == "diffwave" and cfg["model"]["residual_layers"] == 3
-    bad = _run("convert", "lmnt-diffwave", str(tmp_path / "nope.pt"), str(tmp_path / "c2"))
+    bad = _main("convert", "lmnt-diffwave", tmp_path / "nope.pt", tmp_path / "c2")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
@@ -321,13 +334,13 @@ def _readme_commands() -> list[str]:
 def test_every_readme_command_matches_its_help():
     commands = _readme_commands()
     assert any(c.startswith("wavediff vocode") for c in commands) and any("train vocoder" in c for c in commands)
-    helps: dict[tuple[str, ...], str] = {}  # one process per sub-command, not per README line
+    helps: dict[tuple[str, ...], str] = {}  # once per sub-command, not per README line
     for line in commands:
         words = line.split(" -m wavediff ")[-1].split() if " -m wavediff " in line else line.split()[1:]
         sub = [w for w in words if re.fullmatch(r"[a-z][a-z-]*", w)][:2]
         sub = tuple(sub[:2] if sub[:1] in (["train"], ["convert"], ["data"]) else sub[:1])
         if sub not in helps:
-            r = _run(*sub, "--help")
+            r = _main(*sub, "--help")
             assert r.returncode == 0, (line, r.stderr)
             helps[sub] = r.stdout
         for opt in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", line.split(" -m wavediff ")[-1]):

@@ -3,6 +3,8 @@ work end to end, and the Python API (``TTS``) glues an acoustic model to a vocod
 
 Two tiny runs (an acoustic model and a vocoder) are trained once per module through the CLI.
 """
+import contextlib
+import io
 import json
 import math
 import os
@@ -48,6 +50,19 @@ def _run(*args: str, stdin: str | None = None, timeout: int = 300) -> subprocess
         [sys.executable, "-m", "wavediff", *args], input=stdin, capture_output=True, text=True, timeout=timeout,
         env=ONE_THREAD,
     )
+
+
+def _main(*args: str) -> subprocess.CompletedProcess:
+    """`wavediff ARGS` in this process: exit status, stdout and stderr, as `_run` gives them (log lines
+    aside: pytest captures those here). Saves a process start (~3 s of imports) where the process is
+    not what is tested."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's errors
+            code = e.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def _read_wav(path: Path) -> tuple[np.ndarray, int]:
@@ -179,8 +194,8 @@ def test_tiny_acoustic_model_overfits_a_handful_of_utterances(tmp_path):
 # ---------------------------------------------------------------------------------- synth CLI
 def test_synth_ordinary_text_with_numbers_writes_wav_and_mel(tmp_path, runs, acoustic):
     out = tmp_path / "say.wav"
-    r = _run("synth", ORDINARY, "-o", str(out), "--checkpoint", str(runs["acoustic"]), "--vocoder", str(runs["vocoder"]),
-             "--seed", "1", "--save-mel")
+    r = _main("synth", ORDINARY, "-o", out, "--checkpoint", runs["acoustic"], "--vocoder", runs["vocoder"], "--seed", "1",
+              "--save-mel")
     assert r.returncode == 0, r.stderr
     assert f"wrote {out}" in r.stdout
     audio = _assert_valid_speech_wav(out)
@@ -269,8 +284,8 @@ def test_synth_from_file_writes_one_wav_per_line_and_skips_bad_lines(tmp_path, r
     lines = tmp_path / "lines.txt"
     lines.write_text("greet|Hello there.\nPlain words of text.\n\nbad|?!\nnum 7|It costs $3.\n", encoding="utf-8")
     out_dir = tmp_path / "out"
-    r = _run("synth", "--from-file", str(lines), "--out-dir", str(out_dir), "--checkpoint", str(runs["acoustic"]),
-             "--vocoder", str(runs["vocoder"]), "--steps", "2", "--vocoder-steps", "2")
+    r = _main("synth", "--from-file", lines, "--out-dir", out_dir, "--checkpoint", runs["acoustic"],
+              "--vocoder", runs["vocoder"], "--steps", "2", "--vocoder-steps", "2")
     assert r.returncode == 1, r.stderr
     assert "skipped bad" in r.stderr and "Traceback" not in r.stderr
     assert sorted(p.name for p in out_dir.iterdir()) == ["greet.wav", "line0002.wav", "num_7.wav"]
@@ -403,8 +418,7 @@ def test_acoustic_start_alpha_bar_starts_the_solver_later(acoustic, monkeypatch)
 # ------------------------------------------------------------------------------ eval and train
 def test_eval_nll_prints_bits_per_mel_value_and_writes_json(tmp_path, runs, corpus):
     out = tmp_path / "nll.json"
-    r = _run("eval", "--nll", "--checkpoint", str(runs["acoustic"]), "--data", str(corpus), "--utterances", "2",
-             "--json", str(out))
+    r = _main("eval", "--nll", "--checkpoint", runs["acoustic"], "--data", corpus, "--utterances", "2", "--json", out)
     assert r.returncode == 0, r.stderr
     m = re.search(r"variational bound: (-?[0-9.]+) bits per mel value over 2 utterances \((\d+) values\); "
                   r"prior N\(mu, I\) alone: (-?[0-9.]+)", r.stdout)
@@ -428,7 +442,7 @@ def test_train_acoustic_run_reloads_and_resume_continues_at_the_saved_step(tmp_p
     assert cfg["text"]["leading_pause"] is True  # new models give the opening silence a symbol
     exp = tmp_path / "exp"
     shutil.copytree(runs["acoustic"], exp)
-    again = _run("train", "acoustic", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "35")
+    again = _main("train", "acoustic", "--data", corpus, "--out", exp, "--config", "tiny", "--max-steps", "35")
     assert again.returncode == 2
     _assert_one_line_error(again.stderr, "--resume")
     r = _run("train", "acoustic", "--data", str(corpus), "--out", str(exp), "--resume", "--max-steps", "35")
@@ -442,16 +456,16 @@ def test_train_acoustic_init_fine_tunes_with_the_models_inventory(tmp_path, runs
     from wavediff.checkpoint import load_state_dict
 
     exp = tmp_path / "tuned"
-    r = _run("train", "acoustic", "--data", str(corpus), "--out", str(exp), "--config", "tiny", "--max-steps", "1",
-             "--init", str(runs["acoustic"] / "model"))
+    r = _main("train", "acoustic", "--data", corpus, "--out", exp, "--config", "tiny", "--max-steps", "1",
+              "--init", runs["acoustic"] / "model")
     assert r.returncode == 0, r.stderr[-3000:]
     trained = json.loads((runs["acoustic"] / "model" / "config.json").read_text())
     tuned = json.loads((exp / "model" / "config.json").read_text())
     assert tuned["text"] == trained["text"] and tuned["model"] == trained["model"]
     a, b = load_state_dict(runs["acoustic"] / "model"), load_state_dict(exp / "model")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 0.02  # one step from the trained weights
-    bad = _run("train", "acoustic", "--data", str(corpus), "--out", str(tmp_path / "b"), "--config", "base",
-               "--init", str(runs["acoustic"] / "model"))
+    bad = _main("train", "acoustic", "--data", corpus, "--out", tmp_path / "b", "--config", "base",
+                "--init", runs["acoustic"] / "model")
     assert bad.returncode == 2 and not (tmp_path / "b").exists()
     _assert_one_line_error(bad.stderr, "differs from this run's config in")
 
@@ -470,16 +484,16 @@ def test_train_acoustic_init_takes_the_configs_leading_pause_and_refuses_another
     cfg["text"] = {"language": "en-US", "leading_pause": False}  # the model's language, spelt another way
     (tmp_path / "off.yaml").write_text(yaml.safe_dump(cfg))
     exp = tmp_path / "off"
-    r = _run("train", "acoustic", "--data", str(corpus), "--out", str(exp), "--config", str(tmp_path / "off.yaml"),
-             "--max-steps", "1", "--init", str(runs["acoustic"] / "model"))
+    r = _main("train", "acoustic", "--data", corpus, "--out", exp, "--config", tmp_path / "off.yaml",
+              "--max-steps", "1", "--init", runs["acoustic"] / "model")
     assert r.returncode == 0, r.stderr[-3000:]
     tuned = json.loads((exp / "model" / "config.json").read_text())["text"]
     assert tuned["leading_pause"] is False and tuned["symbols"] == trained["symbols"]
     assert {k: v for k, v in tuned.items() if k != "leading_pause"} == {k: v for k, v in trained.items() if k != "leading_pause"}
     cfg["text"] = {"language": "de"}
     (tmp_path / "de.yaml").write_text(yaml.safe_dump(cfg))
-    bad = _run("train", "acoustic", "--data", str(corpus), "--out", str(tmp_path / "de"), "--config", str(tmp_path / "de.yaml"),
-               "--init", str(runs["acoustic"] / "model"))
+    bad = _main("train", "acoustic", "--data", corpus, "--out", tmp_path / "de", "--config", tmp_path / "de.yaml",
+                "--init", runs["acoustic"] / "model")
     assert bad.returncode == 2 and not (tmp_path / "de").exists()
     _assert_one_line_error(bad.stderr, "its text front end is 'en-us', this run's config says 'de'")
 
