@@ -394,7 +394,7 @@ def test_upsampler_matches_conv_transpose(factor):
 
 def _layer_forward_reference(monkeypatch):
     """Run the layers through ``ResidualBlock.forward`` when sampling too: the path before the in-place one."""
-    monkeypatch.setattr(ResidualBlock, "_sample", lambda self, x, cond, step, work: self.forward(x, cond, step))
+    monkeypatch.setattr(ResidualBlock, "_sample", lambda self, x, cond, step, work, projected=None: self.forward(x, cond, step, projected))
 
 
 @pytest.mark.parametrize("kw, frames", [
@@ -431,3 +431,60 @@ def test_sampling_path_matches_layer_forward(kw, frames, monkeypatch):
         torch.testing.assert_close(outs["in place"], out, atol=1e-5, rtol=0)
         out.pow(2).sum().backward()
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
+# ---------------------------------------------------------------- prepared condition (sampling runs)
+
+
+@pytest.mark.parametrize("kw, frames", [
+    (dict(fold=4), 5),  # waveform: upsampler, fold
+    (dict(fold=1, upsample_factor=10), 3),  # an upsampler of two stages
+    (dict(in_channels=80, upsample_factor=1, cond_channels=12, residual_channels=16), 5),  # mel: no upsampler
+])
+def test_prepared_condition_gives_forward_values(kw, frames):
+    """prepare_condition's output in place of cond gives the same ε, against a float64 forward with the raw
+    cond: on the in-place sampling path, on the gradient path, and under bf16 autocast; cond is untouched."""
+    cfg = small(**kw)
+    model = randomise_output(Denoiser(cfg))
+    x, t, cond = inputs(cfg, batch=2, frames=frames)
+    cond0 = cond.clone()
+    with torch.no_grad():
+        want = model.double()(x.double(), t, cond.double()).float()
+        model.float()
+        prepared = model.prepare_condition(cond)
+        assert torch.equal(cond, cond0)
+        assert prepared.shape == (2, frames) and prepared.terms.dtype == torch.float32
+        assert prepared.terms.nbytes == model.condition_bytes(2, frames)
+        assert prepared.terms.shape == (cfg.residual_layers, 2, frames * cfg.upsample_factor // cfg.fold,
+                                        2 * cfg.residual_channels)
+        got = model(x, t, prepared)  # the in-place sampling layers
+        raw = model(x, t, cond)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got_bf16 = model(x, t, prepared)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
+    torch.testing.assert_close(got, raw, atol=2e-5, rtol=0)
+    assert (got_bf16.float() - want).abs().max() <= 2e-2 * want.abs().max()
+    with torch.enable_grad():  # forward's layers (the path on a GPU), with gradients to x
+        xg = x.clone().requires_grad_()
+        out = model(xg, t, prepared)
+        torch.testing.assert_close(out, want, atol=2e-5, rtol=0)
+        out.sum().backward()
+        assert torch.isfinite(xg.grad).all() and xg.grad.abs().max() > 0
+
+
+def test_prepared_condition_input_checks():
+    cfg = small(fold=2)
+    model = Denoiser(cfg)
+    x, t, cond = inputs(cfg, batch=2, frames=3)
+    with pytest.raises(ValueError, match=r"cond must be \[batch, 6, frames\]"):
+        model.prepare_condition(cond[:, :5])
+    with pytest.raises(ValueError, match="unconditional"):
+        Denoiser(small(cond_channels=None)).prepare_condition(cond)
+    prepared = model.prepare_condition(cond)
+    with pytest.raises(ValueError, match="cond batch 2 does not match x batch 1"):
+        model(x[:1], t[:1], prepared)
+    with pytest.raises(ValueError, match="cond has 3 frames"):
+        model(x[..., : 2 * cfg.upsample_factor], t, prepared)
+    with pytest.raises(ValueError, match="another size"):
+        Denoiser(small(fold=2, residual_channels=4))(x, t, prepared)
+    assert Denoiser(small(cond_channels=None)).condition_bytes(2, 3) == 0
