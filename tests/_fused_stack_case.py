@@ -1,10 +1,18 @@
 """Helper for tests/test_fused_stack.py, run in a subprocess with TRITON_INTERPRET=1 (Triton reads it
 at import): the fused residual stack (float32, through Triton's interpreter) against the layers run one
-by one in float64. Prints one JSON object: relative max errors of the output and every gradient."""
+by one in float64. Prints one JSON object: relative max errors of the output and every gradient.
+
+``python _fused_stack_case.py CASE_JSON`` runs one case. ``--serve`` reads one case per line on stdin
+and answers each with one JSON line, {"errors": ...} or {"error": traceback}; every case runs in a
+child forked from the server after its imports and before it runs anything, so each starts from the
+same fresh module state as a process of its own (the cases change the kernels' module settings and
+patch Triton's interpreter) without paying the ~4 s of imports (torch, Triton) again."""
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 
 import torch
 
@@ -104,15 +112,13 @@ def upsampler_errors(args, fs) -> dict[str, float]:
     return relative_errors(pairs)
 
 
-def main() -> None:
-    args = json.loads(sys.argv[1])
+def case_errors(args: dict) -> dict[str, float]:
     import wavediff.nn.fused_stack as fs
     from wavediff.nn.denoiser import Denoiser, DenoiserConfig
 
     assert fs._interpreting(), "run me with TRITON_INTERPRET=1"
     if args.get("upsample"):
-        print(json.dumps(upsampler_errors(args, fs)))
-        return
+        return upsampler_errors(args, fs)
     fs.W_PROGRAMS = args.get("w_programs", fs.W_PROGRAMS)
     fs.W_COLUMN_BLOCKS = args.get("w_blocks", fs.W_COLUMN_BLOCKS)
     fs.PRE_HOIST = args.get("pre_hoist", fs.PRE_HOIST)
@@ -162,7 +168,48 @@ def main() -> None:
         if p.grad is not None or dict(ref_net.named_parameters())[name].grad is not None:
             pairs[f"grad {name}"] = (p.grad, dict(ref_net.named_parameters())[name].grad)
     errors.update(relative_errors(pairs))
-    print(json.dumps(errors))
+    return errors
+
+
+def forked_case(args: dict) -> dict:
+    """``case_errors(args)`` in a forked child: {"errors": ...}, or {"error": what went wrong}."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its stdout is the server's answer channel, so prints go to stderr
+        os.close(read)
+        os.dup2(2, 1)
+        try:
+            result = {"errors": case_errors(args)}
+        except BaseException:  # noqa: BLE001 - reported to the test, which fails with it
+            result = {"error": traceback.format_exc()}
+        with os.fdopen(write, "w") as f:
+            json.dump(result, f)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        answer = f.read()
+    _, status = os.waitpid(pid, 0)
+    return json.loads(answer) if answer else {"error": f"the case's process ended ({status}) without an answer"}
+
+
+def serve() -> None:
+    import numpy  # noqa: F401 - everything the cases import, imported once here
+    import triton.runtime.interpreter  # noqa: F401
+
+    import wavediff.nn.denoiser  # noqa: F401
+    import wavediff.nn.fused_stack  # noqa: F401
+    import wavediff.nn.fused_upsampler  # noqa: F401
+
+    for line in sys.stdin:
+        sys.stdout.write(json.dumps(forked_case(json.loads(line))) + "\n")
+        sys.stdout.flush()
+
+
+def main() -> None:
+    if sys.argv[1] == "--serve":
+        serve()
+    else:
+        print(json.dumps(case_errors(json.loads(sys.argv[1]))))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """The fused Triton residual stack (wavediff.nn.fused_stack) and mel upsampler (wavediff.nn.fused_upsampler).
 
 The kernels run through Triton's interpreter on the CPU (TRITON_INTERPRET=1, which Triton reads at
-import, hence a subprocess per case) in float32, against the layers run one by one in float64: the
-output and every gradient (inputs, each layer's parameters, and for the whole Denoiser every
-parameter) must agree to float32 rounding."""
+import, hence a process per case, forked from one helper process after its imports) in float32,
+against the layers run one by one in float64: the output and every gradient (inputs, each layer's
+parameters, and for the whole Denoiser every parameter) must agree to float32 rounding."""
 from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,12 +25,49 @@ HELPER = Path(__file__).with_name("_fused_stack_case.py")
 TOL = 2e-4  # float32 against float64, relative to each tensor's largest value
 
 
-def _run_case(**case) -> dict[str, float]:
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, str(HELPER), json.dumps(case)], capture_output=True, text=True,
-                          env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+class _CaseServer:
+    """The helper in --serve mode: one process that imports torch and Triton once and runs each case
+    in a child forked from it (a fresh process state per case, as before, without ~4 s of imports)."""
+
+    def __init__(self) -> None:
+        self.stderr = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen([sys.executable, str(HELPER), "--serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+                                     env=dict(os.environ, TRITON_INTERPRET="1"))
+        self.answers: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [self.answers.put(line) for line in self.proc.stdout], daemon=True).start()
+
+    def run(self, case: dict, timeout: float = 300) -> dict[str, float]:
+        self.proc.stdin.write(json.dumps(case) + "\n")
+        self.proc.stdin.flush()
+        try:
+            answer = json.loads(self.answers.get(timeout=timeout))
+        except queue.Empty:
+            self.proc.kill()
+            raise AssertionError(f"no answer in {timeout} s; helper's stderr: {self._stderr()}") from None
+        assert "errors" in answer, answer.get("error", "") + self._stderr()
+        return answer["errors"]
+
+    def _stderr(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()[-3000:]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def _server():
+    server = _CaseServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def _run_case(_server):
+    return lambda **case: _server.run(case)
 
 
 CASES = {
@@ -48,7 +88,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_fused_stack_matches_layers_in_float64(name):
+def test_fused_stack_matches_layers_in_float64(name, _run_case):
     errors = _run_case(**CASES[name])
     case = CASES[name]
     # output, 3 input gradients, 8 parameter tensors per layer (4 weights, 4 biases)
@@ -57,7 +97,7 @@ def test_fused_stack_matches_layers_in_float64(name):
     assert not bad, bad
 
 
-def test_whole_denoiser_fused_matches_unfused():
+def test_whole_denoiser_fused_matches_unfused(_run_case):
     errors = _run_case(layers=3, channels=32, cycle=3, cond=80, batch=2, length=40, model=True)
     assert "output" in errors and "grad cond_upsampler.stages.0.weight" in errors
     assert "grad residual_layers.2.conditioner_projection.weight" in errors
@@ -76,7 +116,7 @@ UPSAMPLER_CASES = {
 
 
 @pytest.mark.parametrize("name", list(UPSAMPLER_CASES))
-def test_fused_upsampler_matches_stages_in_float64(name):
+def test_fused_upsampler_matches_stages_in_float64(name, _run_case):
     errors = _run_case(**UPSAMPLER_CASES[name])
     stages = len(upsample_strides(UPSAMPLER_CASES[name]["upsample"]))
     assert len(errors) == 2 + 2 * stages, sorted(errors)  # output, the mel's gradient, weight + bias per stage

@@ -1,4 +1,7 @@
 """benchmarks/same_budget.py end to end on a CPU: subsets, both learners, copy-synthesis, the report."""
+import contextlib
+import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -20,16 +23,36 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
+def _main(*args: str) -> subprocess.CompletedProcess:
+    """The script's ``main(argv)`` in this process, for the sub-commands that neither train nor touch lmnt's
+    package (whose import may stand a stub in for torchaudio): what `_run` returns, without a new
+    process's ~3 s of imports."""
+    path = list(sys.path)
+    spec = importlib.util.spec_from_file_location("same_budget_script", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(script)  # puts benchmarks/ on sys.path for its _common
+    finally:
+        sys.path[:] = path
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = script.main(list(args))
+        except SystemExit as e:  # its one-line errors: argparse's exit(2, message)
+            code = e.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def test_same_budget_prepare_train_both_systems_and_report(tmp_path):
     split = tmp_path / "split"
     make_test_corpus(split / "train", num_utts=5, seed=1, seconds=(0.8, 1.2))
     make_test_corpus(split / "test", num_utts=2, seed=2, seconds=(0.5, 0.7))
     sb = tmp_path / "sb"
-    r = _run("prepare", "--data", str(split), "--train", "4", "--test", "2", "--out", str(sb))
+    r = _main("prepare", "--data", str(split), "--train", "4", "--test", "2", "--out", str(sb))
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout) == {"train": 4, "test": 2}
     assert len((sb / "train" / "metadata.csv").read_text().splitlines()) == 4
-    too_many = _run("prepare", "--data", str(split), "--train", "4", "--test", "3", "--out", str(tmp_path / "x"))
+    too_many = _main("prepare", "--data", str(split), "--train", "4", "--test", "3", "--out", str(tmp_path / "x"))
     assert too_many.returncode == 2 and "has 2 utterances; asked for 3" in too_many.stderr
     assert "Traceback" not in too_many.stderr and not (tmp_path / "x").exists()
 
@@ -69,8 +92,8 @@ def test_same_budget_prepare_train_both_systems_and_report(tmp_path):
     assert "Traceback" not in small.stderr
 
     md = tmp_path / "results.md"
-    r = _run("report", "--data", str(sb), "--runs", str(sb / "lmnt"), str(sb / "wavediff"), "--metrics", "mrstft",
-             "--out-md", str(md))
+    r = _main("report", "--data", str(sb), "--runs", str(sb / "lmnt"), str(sb / "wavediff"), "--metrics", "mrstft",
+              "--out-md", str(md))
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [line for line in md.read_text().splitlines() if line.startswith("| ") and "training steps" in line]
     assert [row.split(":")[0] for row in rows] == ["| lmnt", "| lmnt", "| wavediff (mini)", "| wavediff (mini)"]
