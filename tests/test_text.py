@@ -507,3 +507,76 @@ def test_deferred_import_runs_the_module_on_first_use_only(tmp_path, monkeypatch
         sys.modules.pop("wd_deferred_probe", None)
         if hasattr(sys, "wd_probe_runs"):
             del sys.wd_probe_runs
+
+
+# ----------------------------------------------------------------------------------------------
+# gruut's graphs: wavediff.text._digraph stands in for networkx
+# ----------------------------------------------------------------------------------------------
+
+
+def test_digraph_stand_in_matches_networkx() -> None:
+    """The same operations give the same nodes, attributes, adjacency (in order), degrees, edges and
+    depth-first preorders as networkx's DiGraph, self-loops, repeated and missing edges included."""
+    import random
+
+    import networkx as nx
+
+    from wavediff.text._digraph import DiGraph, dfs_preorder_nodes
+
+    rng = random.Random(0)
+    for trial in range(30):
+        ref, ours = nx.DiGraph(), DiGraph()
+        for step in range(80):
+            op, u, v = rng.random(), rng.randrange(15), rng.randrange(15)
+            for g in (ref, ours):
+                if op < 0.15:
+                    g.add_node(u, data=(trial, step))
+                elif op < 0.6:
+                    g.add_edge(u, v)
+                elif op < 0.7:
+                    g.add_edges_from([(u, v), (v, u)])
+                else:
+                    g.remove_edges_from([(u, v), (v, 99)])
+        assert list(ours.nodes) == list(ref.nodes) and len(ours) == len(ref)
+        for n in ref.nodes:
+            assert ours.nodes[n] == ref.nodes[n]
+            assert list(ours.successors(n)) == list(ref.successors(n))
+            assert list(ours.predecessors(n)) == list(ref.predecessors(n))
+            assert ours.out_degree(n) == ref.out_degree(n)
+            assert list(ours.out_edges(n)) == list(ref.out_edges(n))
+            assert list(dfs_preorder_nodes(ours, n)) == list(nx.dfs_preorder_nodes(ref, n))
+
+
+_PHONEMIZE = r"""
+import json, sys
+from wavediff.text import TextFrontend
+fe = TextFrontend()
+texts = json.loads(sys.stdin.read())
+out = [fe.phonemize(t) for t in texts]
+import gruut.text_processor
+print(json.dumps({"graph": gruut.text_processor.nx.DiGraph.__module__,
+                  "networkx_imported": "networkx" in sys.modules, "phonemes": out}))
+"""
+
+
+def test_front_end_reads_the_same_with_the_stand_in_and_with_networkx() -> None:
+    """gruut with the stand-in (the default) and with networkx (WAVEDIFF_GRUUT_NETWORKX=1) phonemize the
+    everyday set and the cases here identically; the stand-in is gruut's alone (networkx stays unimported)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    texts = (root / "benchmarks" / "data" / "everyday_sentences.txt").read_text(encoding="utf-8").splitlines()
+    texts = [t for t in texts if t.strip()] + SENTENCES + [text for text, _ in PHONEME_CASES]
+    runs = {}
+    for real in ("0", "1"):
+        env = dict(os.environ, WAVEDIFF_GRUUT_NETWORKX=real)
+        r = subprocess.run([sys.executable, "-c", _PHONEMIZE], input=json.dumps(texts), capture_output=True,
+                           text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs[real] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert runs["0"]["graph"] == "wavediff.text._digraph" and not runs["0"]["networkx_imported"]
+    assert runs["1"]["graph"].startswith("networkx.")
+    assert len(runs["0"]["phonemes"]) == len(texts) > 40
+    assert runs["0"]["phonemes"] == runs["1"]["phonemes"]

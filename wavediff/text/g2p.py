@@ -11,6 +11,8 @@ to gruut's en-us defaults:
   ``AM``) and unknown ones are spelled letter by letter;
 * lexicon lookups go to an indexed in-memory copy of gruut's lexicon (the shipped file has no
   index: 70 ms a sentence instead of a few);
+* gruut's graphs are :mod:`wavediff.text._digraph`'s, not networkx's (whose import took longer than the
+  rest of the front end's start-up);
 * a small override lexicon for words the normaliser writes that gruut's lexicon lacks (``Miz``).
 
 Output is per sentence a list of :class:`Token` (a word with its phonemes, or a pause).
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from ._digraph import gruut_import
 
 __all__ = ["Token", "GruutG2P", "gruut_versions", "SUPPORTED_LANGUAGES", "resolve_language"]
 
@@ -152,10 +156,11 @@ class GruutG2P:
     def _build(self) -> None:
         _defer_import("dateparser")  # gruut imports it at the top; with detect_dates=False it is never used
         try:
-            from gruut.lang import get_settings
-            from gruut.phonemize import SqlitePhonemizer
-            from gruut.text_processor import TextProcessor
-            from gruut.utils import find_lang_dir, remove_non_word_chars
+            with gruut_import():  # a stand-in for networkx, whose import is a sixth of a short synth's time
+                from gruut.lang import get_settings
+                from gruut.phonemize import SqlitePhonemizer
+                from gruut.text_processor import TextProcessor
+                from gruut.utils import find_lang_dir, remove_non_word_chars
         except ImportError as error:  # pragma: no cover - exercised only without gruut
             raise ImportError(
                 "The text front end needs gruut and its English data: pip install gruut gruut-lang-en"
