@@ -98,15 +98,16 @@ def test_default_vocoder_keeps_the_level_of_its_voice(tmp_path):
     assert sr == voc.sample_rate
     mel = voc.mel(torch.from_numpy(ref))
     assert voc.config.inference.mel_match == 16  # the shipped setting (README, "The default voice")
-    for mel_match, max_db, max_mel_error in ((0, 2.0, 0.65), (None, 1.0, 0.2)):
+    for mel_match, max_db, max_mel_error in ((0, 2.0, 0.75), (None, 1.0, 0.2)):
         wav = voc(mel, seed=0, mel_match=mel_match).numpy()
         n = min(len(ref), len(wav))
         level_db = 10 * np.log10((wav[:n] ** 2).mean() / (ref[:n] ** 2).mean())
         assert -max_db - 1.0 < level_db < max_db, (mel_match, level_db)
         # and close to the recording's spectrum. Mean |log-mel difference| of the network's output
-        # alone: 0.62 on average over eight everyday sentences for the shipped 64-channel vocoder
-        # (session 15), 0.51 for the 96-channel one it was pruned from (0.49-0.54 on six of them;
-        # 0.78-0.85 on four before InferGrad); after the shipped 16 match_mel rounds: 0.10-0.13
+        # alone: 0.69 on average over eight everyday sentences for the shipped 48-channel vocoder
+        # (session 16; 0.71 on this sentence), 0.62 for the 64-channel one it was pruned from, 0.51 for
+        # the 96-channel one before that (0.49-0.54 on six of them; 0.78-0.85 on four before InferGrad);
+        # after the shipped 16 match_mel rounds: 0.10-0.13
         again = voc.mel(torch.from_numpy(wav[:n]))
         frames = min(mel.shape[-1], again.shape[-1])
         assert (again[:, :frames] - mel[:, :frames]).abs().mean() < max_mel_error, mel_match
@@ -115,7 +116,7 @@ def test_default_vocoder_keeps_the_level_of_its_voice(tmp_path):
 def test_python_api_loads_the_bundled_voice_without_arguments():
     tts = TTS.from_pretrained()
     assert tts.sample_rate == 22050
-    # trained before the leading pause existed; switched on in its config.json by measurement (README)
+    # the leading pause is on in its config.json (README, "Where the acoustic model loses words")
     assert tts.acoustic.frontend.leading_pause is True and tts.acoustic.frontend.encode("Hello.")[:2] == [2, 1]
     mel = tts.mel("Hello there.", seed=0)
     assert mel.shape[0] == 80 and 30 < mel.shape[1] < 300
@@ -148,16 +149,16 @@ def test_recipe_config_for_the_default_voice_describes_the_bundled_models():
     from wavediff.data.prepare import load_recipe
 
     recipe = load_recipe(files.ASSETS.parents[1] / "recipes" / "ljspeech" / "conf" / "default_voice.yaml")
-    assert (recipe["vocoder_config"], recipe["acoustic_config"]) == ("small64_infergrad", "small")
-    cfg = yaml.safe_load((files.ASSETS.parent / "configs" / "vocoder" / "small64_infergrad.yaml").read_text())
+    assert (recipe["vocoder_config"], recipe["acoustic_config"]) == ("small48_infergrad", "small")
+    cfg = yaml.safe_load((files.ASSETS.parent / "configs" / "vocoder" / "small48_infergrad.yaml").read_text())
     bundled = json.loads((files.DEFAULT_VOCODER_DIR / "config.json").read_text())
     assert {k: bundled["model"][k] for k in cfg["model"]} == cfg["model"]
 
 
-@pytest.mark.parametrize("kind, config", [("vocoder", "small64_infergrad"), ("acoustic", "small")])
+@pytest.mark.parametrize("kind, config", [("vocoder", "small48_infergrad"), ("acoustic", "small")])
 def test_train_init_default_fine_tunes_the_bundled_model(tmp_path, kind, config):
     """`--init default`: a new run (e.g. on one's own corpus) starts from the default voice's weights;
-    `small64_infergrad` is the packaged recipe that fine-tunes the (pruned, 64-channel) vocoder with
+    `small48_infergrad` is the packaged recipe that fine-tunes the (pruned, 48-channel) vocoder with
     InferGrad's loss."""
     import yaml
 

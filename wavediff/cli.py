@@ -248,7 +248,7 @@ def _add_prune(sub) -> None:
             "of each kind (residual stream, each layer's gated channels, skip sum, skip projection) by the norms of "
             "the weights that write and read them, everything else as in the original (schedule and prior included). "
             "Its output starts far from the original's; fine-tune it with `wavediff train vocoder --init OUT` and a "
-            "config of that width (packaged: small64_infergrad)."
+            "config of that width (packaged: small64_infergrad, small48_infergrad)."
         ),
     )
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="vocoder checkpoint, or default: the bundled one")
