@@ -10,3 +10,12 @@ how threads wait, not how work is split among them: results are the same."""
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# the text front end's cache (wavediff.text.g2p.cache_dir) in a folder of this run's, not the user's
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+if "WAVEDIFF_CACHE_DIR" not in os.environ:
+    os.environ["WAVEDIFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="wavediff-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["WAVEDIFF_CACHE_DIR"], True)

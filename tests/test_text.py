@@ -580,3 +580,51 @@ def test_front_end_reads_the_same_with_the_stand_in_and_with_networkx() -> None:
     assert runs["1"]["graph"].startswith("networkx.")
     assert len(runs["0"]["phonemes"]) == len(texts) > 40
     assert runs["0"]["phonemes"] == runs["1"]["phonemes"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The indexed lexicon, cached
+# ----------------------------------------------------------------------------------------------
+
+
+def test_indexed_lexicon_is_built_once_then_read_from_the_cache(tmp_path, monkeypatch) -> None:
+    """The first build writes the indexed copy to the cache folder (atomically: no temporary file is
+    left); later ones open it, and both answer lookups as the shipped lexicon does. A corrupt cache file
+    is rebuilt; an unusable folder or WAVEDIFF_CACHE_DIR='' leaves the copy in memory."""
+    from gruut.utils import find_lang_dir
+
+    from wavediff.text import g2p
+
+    source = Path(find_lang_dir("en-us")) / "lexicon.db"
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("WAVEDIFF_CACHE_DIR", str(folder))
+    assert g2p.cache_dir() == folder
+    built = g2p._indexed_lexicon(source)
+    files = sorted(folder.iterdir())
+    assert [f.suffix for f in files] == [".db"] and files[0].name.startswith("gruut-lexicon-")
+    cached = g2p._indexed_lexicon(source)
+    assert built.execute("PRAGMA database_list").fetchone()[2] == ""  # in memory
+    assert Path(cached.execute("PRAGMA database_list").fetchone()[2]) == files[0]  # the file, read-only
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        cached.execute("DELETE FROM word_phonemes")
+    shipped = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    query = "SELECT phonemes FROM word_phonemes WHERE word = ? ORDER BY rowid"
+    for word in ("read", "hello", "nasa", "zebra", "wavediffnotaword"):
+        want = shipped.execute(query, (word,)).fetchall()
+        assert built.execute(query, (word,)).fetchall() == want == cached.execute(query, (word,)).fetchall()
+    plan = " ".join(str(row) for row in cached.execute("EXPLAIN QUERY PLAN " + query, ("read",)))
+    assert "wavediff_word_index" in plan
+    cached.close()
+
+    files[0].write_bytes(b"not a database")  # e.g. truncated: rebuilt and rewritten
+    again = g2p._indexed_lexicon(source)
+    assert again.execute(query, ("hello",)).fetchall() == shipped.execute(query, ("hello",)).fetchall()
+    assert g2p._indexed_lexicon(source).execute("PRAGMA database_list").fetchone()[2] == str(files[0])
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("WAVEDIFF_CACHE_DIR", str(blocker / "cache"))  # cannot be created
+    assert g2p._indexed_lexicon(source).execute(query, ("hello",)).fetchall()
+    monkeypatch.setenv("WAVEDIFF_CACHE_DIR", "")
+    assert g2p.cache_dir() is None
+    assert g2p._indexed_lexicon(source).execute("PRAGMA database_list").fetchone()[2] == ""

@@ -9,8 +9,8 @@ to gruut's en-us defaults:
 * an all-capitals word of four or more letters that the lexicon knows as a word is read as that
   word (``NATO``, ``NASA``, ``AIDS``) instead of being spelled; shorter ones (``FBI``, ``US``,
   ``AM``) and unknown ones are spelled letter by letter;
-* lexicon lookups go to an indexed in-memory copy of gruut's lexicon (the shipped file has no
-  index: 70 ms a sentence instead of a few);
+* lexicon lookups go to an indexed copy of gruut's lexicon (the shipped file has no index: 70 ms a
+  sentence instead of a few), made once and kept in the user's cache folder (:func:`cache_dir`);
 * gruut's graphs are :mod:`wavediff.text._digraph`'s, not networkx's (whose import took longer than the
   rest of the front end's start-up);
 * a small override lexicon for words the normaliser writes that gruut's lexicon lacks (``Miz``).
@@ -21,10 +21,13 @@ gruut's part-of-speech tagger picks between heteronyms ("I will read" vs "I have
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 import re
 import sqlite3
 import sys
+import tempfile
 import threading
 import types
 from dataclasses import dataclass
@@ -97,19 +100,66 @@ class _LookupWithOverrides:
         return self.lookup(word, role=role, do_transforms=do_transforms)
 
 
-def _indexed_lexicon(path: Path) -> sqlite3.Connection:
-    """An in-memory copy of gruut's lexicon with an index on ``word``.
+_INDEX = "wavediff_word_index"
 
-    The shipped database has none, so each lookup scans 129k rows (~7 ms; 70 ms a sentence);
-    the copy takes ~0.1 s once and makes lookups ~1000x faster. The file is opened read-only.
-    """
+
+def cache_dir() -> Path | None:
+    """Where the front end keeps what it derives once per installation (the indexed lexicon):
+    ``$WAVEDIFF_CACHE_DIR``, else ``$XDG_CACHE_HOME/wavediff``, else ``~/.cache/wavediff``; None when
+    ``WAVEDIFF_CACHE_DIR`` is set to an empty string (no cache)."""
+    configured = os.environ.get("WAVEDIFF_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured.strip() else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "wavediff"
+
+
+def _indexed_lexicon(path: Path) -> sqlite3.Connection:
+    """gruut's lexicon with an index on ``word``, opened read-only.
+
+    The shipped database has none, so each lookup scans 129k rows (~7 ms; 70 ms a sentence). An
+    indexed copy makes lookups ~1000x faster; building it takes ~0.07 s of a 2-core CPU, so it is kept
+    in :func:`cache_dir` (named by the source file's path, size and time, written atomically) and later
+    processes open that. Without a usable cache the copy is made in memory, as before."""
+    folder = cache_dir()
+    cached = None
+    if folder is not None:
+        stat = path.stat()
+        key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+        cached = folder / f"gruut-lexicon-{key}.db"
+        if cached.is_file():
+            connection = sqlite3.connect(f"file:{cached}?mode=ro", uri=True, check_same_thread=False)
+            try:
+                if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                      (_INDEX,)).fetchone():
+                    return connection
+            except sqlite3.Error:
+                pass  # unreadable (e.g. damaged): built again below
+            connection.close()
     source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         memory = sqlite3.connect(":memory:", check_same_thread=False)
         source.backup(memory)
     finally:
         source.close()
-    memory.execute("CREATE INDEX IF NOT EXISTS wavediff_word_index ON word_phonemes(word)")
+    memory.execute(f"CREATE INDEX IF NOT EXISTS {_INDEX} ON word_phonemes(word)")
+    if cached is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=cached.name, suffix=".tmp")
+            os.close(fd)
+            try:
+                target = sqlite3.connect(tmp)
+                try:
+                    memory.backup(target)
+                finally:
+                    target.close()
+                os.replace(tmp, cached)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except (OSError, sqlite3.Error):
+            pass  # a read-only home, a full disk: this process keeps its in-memory copy
     return memory
 
 
