@@ -228,7 +228,7 @@ def test_chunked_vocoding_equals_whole_and_bounds_memory():
 def test_condition_is_prepared_once_per_chunk_and_changes_nothing(monkeypatch):
     """Each chunk's mel goes through the conditioning once per vocode call, not once per step, and the
     waveform is the one of the unprepared network; over the memory bound it is not prepared."""
-    import wavediff.pipelines.vocoder as vocoder_module
+    import wavediff.nn.denoiser as denoiser_module
 
     v = _tiny(prior="energy")
     mel = v.mel(_speechy(batch=1, seconds=1.0))  # 86 frames
@@ -238,7 +238,7 @@ def test_condition_is_prepared_once_per_chunk_and_changes_nothing(monkeypatch):
     whole = v(mel, seed=1, steps=3, chunk_frames=10_000)
     chunked = v(mel, seed=1, steps=3, chunk_frames=30)
     assert calls[0] == 86 and len(calls) == 1 + math.ceil(86 / 30)
-    monkeypatch.setattr(vocoder_module, "PREPARED_CONDITION_BYTES", 0)
+    monkeypatch.setattr(denoiser_module, "PREPARED_CONDITION_BYTES", 0)
     raw = v(mel, seed=1, steps=3, chunk_frames=10_000)
     assert len(calls) == 1 + math.ceil(86 / 30)  # over the bound: not prepared
     torch.testing.assert_close(whole, raw, rtol=0, atol=1e-5)

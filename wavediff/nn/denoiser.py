@@ -49,8 +49,8 @@ __all__ = [
 ]
 
 MAX_STAGE_STRIDE = 16
-# the pipelines prepare a sampling run's condition (Denoiser.prepare_condition) when it takes no more than
-# this: 9 s of audio for the default vocoder (20 layers x 128 projected channels at 22,050 / 8 Hz, float32)
+# Denoiser.prepare_conditions prepares the conditions of a sampling run when together they take no more than
+# this: 12 s of audio for the default vocoder (20 layers x 96 projected channels at 22,050 / 8 Hz, float32)
 PREPARED_CONDITION_BYTES = 256 * 2**20
 
 
@@ -411,11 +411,13 @@ class ResidualBlock(nn.Module):
         x = x.transpose(1, 2)  # [B, L, C]
         step = self.diffusion_projection(step).unsqueeze(1)  # [B, 1, C]
         y = torch.add(x, step, out=_work_buffer(work, "input", x.shape, torch.result_type(x, step), x.device))
-        cond_proj = None if projected is not None else self.conditioner_projection
+        cond_proj = self.conditioner_projection
         if projected is not None:
             bias = None  # both biases are in `projected`
+        elif cond_proj is None:
+            bias = self.dilated_conv.bias
         else:
-            bias = self.dilated_conv.bias if cond_proj is None else self.dilated_conv.bias + cond_proj.bias
+            bias = self.dilated_conv.bias + cond_proj.bias
         y = _dilated_conv(y.transpose(1, 2), self.dilated_conv, bias).transpose(1, 2)  # [B, L, 2C], new
         if projected is not None:
             y.add_(projected)  # forward's sum, in place
@@ -516,6 +518,15 @@ class Denoiser(nn.Module):
                 torch.addmm((proj.bias + layer.dilated_conv.bias).float(), up, proj.weight.squeeze(-1).t().float(),
                             out=out)
         return PreparedCondition(terms.view(len(self.residual_layers), batch, positions, -1), cond.shape[2])
+
+    def prepare_conditions(self, conds: list[torch.Tensor]) -> list[torch.Tensor | PreparedCondition]:
+        """The conds of one sampling run (e.g. a mel's chunks), each through :meth:`prepare_condition` where
+        together they take no more than ``PREPARED_CONDITION_BYTES``; otherwise unchanged (projected at each
+        step, as without preparation)."""
+        total = sum(self.condition_bytes(c.shape[0], c.shape[-1]) for c in conds)
+        if self.config.cond_channels is None or total > PREPARED_CONDITION_BYTES:
+            return list(conds)
+        return [self.prepare_condition(c) for c in conds]
 
     # ---- input checks ---------------------------------------------------------------
 

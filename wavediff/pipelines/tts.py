@@ -22,7 +22,6 @@ from wavediff.checkpoint import build_and_load, load_config, register_model, sav
 from wavediff.diffusion import AffinePrior, Diffusion, DiffusionConfig, ScheduleConfig, sample, variational_bound
 from wavediff.nn.acoustic import AcousticConfig, AcousticModel
 from wavediff.nn.alignment import sequence_mask
-from wavediff.nn.denoiser import PREPARED_CONDITION_BYTES
 from wavediff.nn.duration import duration_loss
 from wavediff.text import TextFrontend
 
@@ -233,8 +232,7 @@ class AcousticPipeline(nn.Module):
         t = temperature or inf.temperature
         y = torch.randn(mu_x.shape, generator=generator, device=self.device) / t
         cond = self.model.condition(h_x, mu_x)
-        if self.model.denoiser.condition_bytes(*cond.shape[::2]) <= PREPARED_CONDITION_BYTES:
-            cond = self.model.denoiser.prepare_condition(cond)  # the same at every step: projected once
+        cond, = self.model.denoiser.prepare_conditions([cond])  # the same at every step: projected once
         denoiser = in_precision(self.model.denoiser, inference_dtype(precision, self.device), self.device)
         model = self.diffusion.model_fn(lambda x, tt: denoiser(x * mask, tt, cond), AffinePrior(mean=mu_x))
         opts = {}

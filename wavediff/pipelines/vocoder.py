@@ -21,7 +21,6 @@ from wavediff.device import device_type, in_precision, inference_dtype
 from wavediff.checkpoint import build_and_load, load_config, register_model, save_pretrained
 from wavediff.diffusion import DIFFWAVE_FAST_BETAS, AffinePrior, Diffusion, DiffusionConfig, fast_reverse, sample
 from wavediff.nn import Denoiser, DenoiserConfig
-from wavediff.nn.denoiser import PREPARED_CONDITION_BYTES
 
 __all__ = ["PriorConfig", "InferenceConfig", "InferLossConfig", "VocoderConfig", "Vocoder", "VocoderLoss", "X0LossConfig", "default_fast_betas"]
 
@@ -256,7 +255,7 @@ class Vocoder(_MelRates, nn.Module):
         """net_fn(x, t, mel) evaluated chunk by chunk with receptive-field context: bounded memory, same result.
 
         The mel is the same at every step, so each chunk's conditioning is prepared once
-        (:meth:`Denoiser.prepare_condition`) where all chunks' together fit in ``PREPARED_CONDITION_BYTES``."""
+        (:meth:`Denoiser.prepare_conditions`: where all chunks' together fit its memory bound)."""
         hop, frames = self.hop_length, mel.shape[-1]
         ctx = self._context_frames()
         if frames <= chunk_frames + 2 * ctx:
@@ -264,9 +263,7 @@ class Vocoder(_MelRates, nn.Module):
         else:
             spans = [(start, min(start + chunk_frames, frames), max(start - ctx, 0), min(start + chunk_frames + ctx, frames))
                      for start in range(0, frames, chunk_frames)]
-        conds = [mel[..., lo:hi] for _, _, lo, hi in spans]
-        if self.net.condition_bytes(mel.shape[0], sum(hi - lo for _, _, lo, hi in spans)) <= PREPARED_CONDITION_BYTES:
-            conds = [self.net.prepare_condition(c) for c in conds]
+        conds = self.net.prepare_conditions([mel[..., lo:hi] for _, _, lo, hi in spans])
         if len(spans) == 1:
             return lambda x, t: net_fn(x, t, conds[0])
 
